@@ -1,0 +1,306 @@
+//! The superblock: every filesystem operation, expressed over a [`BlobStore`].
+//!
+//! Owns the [`InodeTable`], directory listing (one level at a time, every page followed),
+//! the name rules' application, and the read path of open files (ranged reads pinned to the
+//! ETag seen at open). It knows nothing of FUSE: the adapter in `fuse.rs` only translates.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+
+use super::inode::{Inode, InodeTable, Kind, ROOT_INO};
+use super::names::invalid_reason;
+use crate::store::diagnose::explain;
+use crate::store::{BlobInfo, BlobStore, StoreError};
+
+/// Why a filesystem operation failed; each maps to one errno.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotADirectory,
+    #[error("is a directory")]
+    IsADirectory,
+    #[error("unknown inode {0}")]
+    StaleInode(u64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FsError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::NotADirectory => libc::ENOTDIR,
+            FsError::IsADirectory => libc::EISDIR,
+            FsError::StaleInode(_) => libc::ESTALE,
+            FsError::Store(e) => e.errno(),
+        }
+    }
+}
+
+/// One directory entry, as handed to readdir.
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub name: String,
+    pub inode: Inode,
+}
+
+/// A file opened for reading: the blob and the version it is pinned to.
+#[derive(Clone, Debug)]
+pub struct OpenFile {
+    pub ino: u64,
+    pub key: Arc<str>,
+    pub etag: String,
+    pub size: u64,
+}
+
+/// How long cached metadata is trusted before the service is asked again.
+#[derive(Clone, Debug)]
+pub struct SuperblockConfig {
+    pub metadata_ttl: Duration,
+}
+
+/// One mount's filesystem state.
+pub struct Superblock<S: BlobStore> {
+    store: S,
+    inodes: InodeTable,
+    config: SuperblockConfig,
+    /// Names already warned about, so each problem is logged once.
+    warned: Mutex<HashSet<String>>,
+}
+
+impl<S: BlobStore> Superblock<S> {
+    /// `prefix` is the mount's blob prefix: empty or ending with `/`.
+    pub fn new(store: S, prefix: &str, config: SuperblockConfig) -> Self {
+        Superblock {
+            store,
+            inodes: InodeTable::new(prefix.trim_end_matches('/')),
+            config,
+            warned: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn inodes(&self) -> &InodeTable {
+        &self.inodes
+    }
+
+    fn inode(&self, ino: u64) -> Result<Inode, FsError> {
+        self.inodes.get(ino).ok_or(FsError::StaleInode(ino))
+    }
+
+    fn dir(&self, ino: u64) -> Result<Inode, FsError> {
+        let node = self.inode(ino)?;
+        match node.kind {
+            Kind::Dir => Ok(node),
+            Kind::File { .. } => Err(FsError::NotADirectory),
+        }
+    }
+
+    fn fresh(&self, node: &Inode) -> bool {
+        node.validated.elapsed() < self.config.metadata_ttl
+    }
+
+    /// Logs `message` once per `key` for the life of the mount.
+    fn warn_once(&self, key: &str, message: impl FnOnce() -> String) {
+        if self.warned.lock().unwrap().insert(key.to_string()) {
+            warn!("{}", message());
+        }
+    }
+
+    /// Finds `name` in directory `parent`, asking the service unless the cache is fresh.
+    pub async fn lookup(&self, parent: u64, name: &str) -> Result<Inode, FsError> {
+        let dir = self.dir(parent)?;
+        if invalid_reason(name).is_some() {
+            return Err(FsError::NotFound);
+        }
+        if let Some(child) = self.inodes.child(parent, name).filter(|c| self.fresh(c)) {
+            return Ok(child);
+        }
+        let key = dir.child_key(name);
+        let children = format!("{key}/");
+        let (props, listing) = tokio::join!(
+            self.store.properties(&key),
+            self.store.list(&children, None, Some(1)),
+        );
+        let has_children = match listing {
+            Ok(page) => !page.blobs.is_empty() || !page.prefixes.is_empty(),
+            Err(StoreError::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        let blob = match props {
+            Ok(info) => Some(info),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) if has_children => {
+                debug!("properties of '{key}' failed ({e}); it is a directory anyway");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let kind = match (has_children, blob) {
+            (true, Some(b)) if !b.is_folder_marker => {
+                self.warn_clash(&key);
+                Kind::Dir
+            }
+            (true, _) => Kind::Dir,
+            (false, Some(b)) => kind_of(&b),
+            (false, None) => return Err(FsError::NotFound),
+        };
+        Ok(self.inodes.upsert(parent, name, &key, kind))
+    }
+
+    fn warn_clash(&self, key: &str) {
+        self.warn_once(key, || {
+            format!("blob '{key}' has the same name as a directory: the directory is shown, the blob is hidden")
+        });
+    }
+
+    /// Attributes of `ino`, revalidated with the service when older than the TTL.
+    pub async fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
+        let node = self.inode(ino)?;
+        if ino == ROOT_INO || self.fresh(&node) {
+            return Ok(node);
+        }
+        let parent = self.inode(node.parent)?;
+        let name = node
+            .key
+            .strip_prefix(parent.dir_prefix().as_str())
+            .unwrap_or(&node.key)
+            .to_string();
+        self.lookup(node.parent, &name).await
+    }
+
+    /// Every entry of directory `ino`: one listing level, every page followed.
+    /// Invalid names are skipped; a directory hides a blob of the same name.
+    pub async fn read_dir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
+        let dir = self.dir(ino)?;
+        let prefix = dir.dir_prefix();
+        let mut entries: BTreeMap<String, Kind> = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self.store.list(&prefix, marker.as_deref(), None).await?;
+            for p in &page.prefixes {
+                let name = p[prefix.len()..]
+                    .strip_suffix('/')
+                    .unwrap_or(&p[prefix.len()..]);
+                self.add_entry(&mut entries, &prefix, name, Kind::Dir);
+            }
+            for b in &page.blobs {
+                self.add_entry(&mut entries, &prefix, &b.name[prefix.len()..], kind_of(b));
+            }
+            marker = page.next_marker;
+            if marker.is_none() {
+                break;
+            }
+        }
+        Ok(entries
+            .into_iter()
+            .map(|(name, kind)| {
+                let key = dir.child_key(&name);
+                let inode = self.inodes.upsert(ino, &name, &key, kind);
+                DirEntry { name, inode }
+            })
+            .collect())
+    }
+
+    fn add_entry(
+        &self,
+        entries: &mut BTreeMap<String, Kind>,
+        prefix: &str,
+        name: &str,
+        kind: Kind,
+    ) {
+        if let Some(reason) = invalid_reason(name) {
+            let shown = format!("{prefix}{name}");
+            self.warn_once(&shown, || format!("skipping '{shown}': {reason}"));
+            return;
+        }
+        match entries.get(name) {
+            None => {
+                entries.insert(name.to_string(), kind);
+            }
+            Some(Kind::Dir) if kind == Kind::Dir => {}
+            Some(Kind::Dir) => self.warn_clash(&format!("{prefix}{name}")),
+            Some(Kind::File { .. }) => {
+                if kind == Kind::Dir {
+                    self.warn_clash(&format!("{prefix}{name}"));
+                }
+                entries.insert(name.to_string(), kind);
+            }
+        }
+    }
+
+    /// Opens `ino` for reading, pinning the blob's current ETag.
+    pub async fn open(&self, ino: u64) -> Result<OpenFile, FsError> {
+        let node = self.inode(ino)?;
+        if node.kind == Kind::Dir {
+            return Err(FsError::IsADirectory);
+        }
+        let node = if self.fresh(&node) {
+            node
+        } else {
+            let info = self.store.properties(&node.key).await?;
+            let parent = self.inode(node.parent)?;
+            let name = node.key[parent.dir_prefix().len()..].to_string();
+            self.inodes
+                .upsert(node.parent, &name, &node.key, kind_of(&info))
+        };
+        match node.kind {
+            Kind::File { size, etag, .. } => Ok(OpenFile {
+                ino,
+                key: node.key.clone(),
+                etag,
+                size,
+            }),
+            Kind::Dir => Err(FsError::IsADirectory),
+        }
+    }
+
+    /// Up to `size` bytes at `offset` of an open file; fewer at the end of the file.
+    /// A blob replaced since open fails (EIO) rather than mixing versions.
+    pub async fn read(&self, file: &OpenFile, offset: u64, size: u32) -> Result<Bytes, FsError> {
+        let end = offset.saturating_add(size as u64).min(file.size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        match self.store.read(&file.key, offset..end, &file.etag).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => {
+                warn!(
+                    "read of '{}' at {offset}+{size} failed: {}",
+                    file.key,
+                    explain(&e, &file.key)
+                );
+                Err(e.into())
+            }
+        }
+    }
+}
+
+fn kind_of(info: &BlobInfo) -> Kind {
+    if info.is_folder_marker {
+        Kind::Dir
+    } else {
+        Kind::File {
+            size: info.size,
+            etag: info.etag.clone(),
+            mtime: info.last_modified,
+        }
+    }
+}
+
+/// The modification time shown for an inode (directories: the mount's start).
+pub fn mtime_of(node: &Inode, mounted_at: SystemTime) -> SystemTime {
+    match &node.kind {
+        Kind::File { mtime, .. } => *mtime,
+        Kind::Dir => mounted_at,
+    }
+}
