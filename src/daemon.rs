@@ -12,32 +12,24 @@ use std::path::Path;
 pub enum Readiness {
     /// Foreground: nobody waits but (maybe) systemd.
     Foreground,
-    /// Background child: the write end of the pipe the parent reads, and whether stderr
-    /// already goes to a log file.
-    Child { pipe: File, logs_to_file: bool },
+    /// Background child: the write end of the pipe the parent reads.
+    Child(File),
 }
 
 impl Readiness {
     /// The mount serves: tell the parent or systemd.
-    /// In the background, stdio is then let go of (stderr kept only if it is a log file).
+    /// In the background, stdin and stdout are then let go of.
     pub fn ready(self) {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        if let Readiness::Child {
-            mut pipe,
-            logs_to_file,
-        } = self
-        {
+        if let Readiness::Child(mut pipe) = self {
             let _ = pipe.write_all(b"K");
-            redirect_stdio_in_out();
-            if !logs_to_file {
-                redirect_stderr(None);
-            }
+            redirect_stdin_stdout();
         }
     }
 
     /// Start-up failed with `message` (one line, no secret): tell the parent.
     pub fn failed(self, message: &str) {
-        if let Readiness::Child { mut pipe, .. } = self {
+        if let Readiness::Child(mut pipe) = self {
             let _ = pipe.write_all(format!("E{message}").as_bytes());
         }
     }
@@ -45,8 +37,9 @@ impl Readiness {
 
 /// Forks. Must be called while the process has a single thread.
 /// In the parent, waits for the child's outcome and returns the exit code to exit with;
-/// in the child, returns the [`Readiness`] to report through.
-pub fn fork_and_wait(logs_to_file: bool) -> std::io::Result<Result<i32, Readiness>> {
+/// in the child, sends stderr (the logs) to `log` or /dev/null (the parent reports
+/// start-up errors) and returns the [`Readiness`] to report through.
+pub fn fork_and_wait(log: Option<&File>) -> std::io::Result<Result<i32, Readiness>> {
     let mut fds = [0; 2];
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -62,10 +55,8 @@ pub fn fork_and_wait(logs_to_file: bool) -> std::io::Result<Result<i32, Readines
         0 => {
             drop(read_end);
             unsafe { libc::setsid() };
-            Ok(Err(Readiness::Child {
-                pipe: write_end,
-                logs_to_file,
-            }))
+            redirect_stderr(log);
+            Ok(Err(Readiness::Child(write_end)))
         }
         _child => {
             drop(write_end);
@@ -101,7 +92,7 @@ pub fn redirect_stderr(log: Option<&File>) {
     }
 }
 
-fn redirect_stdio_in_out() {
+fn redirect_stdin_stdout() {
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
         unsafe {
             libc::dup2(null.as_raw_fd(), 0);

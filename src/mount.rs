@@ -82,7 +82,7 @@ pub fn run(args: MountArgs) -> i32 {
     let readiness = if args.foreground {
         Readiness::Foreground
     } else {
-        match daemon::fork_and_wait(log.is_some()) {
+        match daemon::fork_and_wait(log.as_ref()) {
             Ok(Ok(code)) => return code,
             Ok(Err(child)) => child,
             Err(e) => {
@@ -91,7 +91,7 @@ pub fn run(args: MountArgs) -> i32 {
             }
         }
     };
-    if log.is_some() {
+    if args.foreground && log.is_some() {
         daemon::redirect_stderr(log.as_ref());
     }
     serve(plan, readiness)
@@ -204,8 +204,8 @@ fn fail(readiness: Readiness, message: &str) -> i32 {
 
 /// One listing call: proves the endpoint, the credential and the container.
 async fn preflight(store: &AzureBlobStore, prefix: &str) -> Result<(), crate::store::StoreError> {
-    let page = store.list(prefix, None, Some(1)).await?;
-    if !prefix.is_empty() && page.blobs.is_empty() && page.prefixes.is_empty() {
+    let any = store.any_under(prefix).await?;
+    if !prefix.is_empty() && !any {
         warn!("no blob starts with the prefix '{prefix}': the mount is empty for now");
     }
     Ok(())

@@ -102,13 +102,18 @@ impl ContainerSource {
         &self.container_url
     }
 
-    /// The URL of one blob, every path segment escaped.
+    /// The URL of one blob, every path segment escaped (`.` and `..` too, so that no
+    /// URL normalization can change which blob is meant).
     pub fn blob_url(&self, blob_name: &str) -> Url {
         let mut url = self.container_url.clone();
         let mut path = url.path().to_string();
         for seg in blob_name.split('/') {
             path.push('/');
-            path.push_str(&encode_segment(seg));
+            match seg {
+                "." => path.push_str("%2E"),
+                ".." => path.push_str("%2E%2E"),
+                _ => path.push_str(&encode_segment(seg)),
+            }
         }
         url.set_path(&path);
         url

@@ -111,8 +111,10 @@ impl Policy for SasPolicy {
         request: &mut Request,
         next: &[Arc<dyn Policy>],
     ) -> PolicyResult {
+        // Runs on every try of the same request: append the SAS once.
         let url = request.url_mut();
         let query = match url.query() {
+            Some(q) if q.ends_with(self.0.query()) => q.to_string(),
             Some(q) if !q.is_empty() => format!("{q}&{}", self.0.query()),
             _ => self.0.query().to_string(),
         };

@@ -127,12 +127,10 @@ impl<S: BlobStore> Superblock<S> {
         }
         let key = dir.child_key(name);
         let children = format!("{key}/");
-        let (props, listing) = tokio::join!(
-            self.store.properties(&key),
-            self.store.list(&children, None, Some(1)),
-        );
+        let (props, listing) =
+            tokio::join!(self.store.properties(&key), self.store.any_under(&children),);
         let has_children = match listing {
-            Ok(page) => !page.blobs.is_empty() || !page.prefixes.is_empty(),
+            Ok(any) => any,
             Err(StoreError::NotFound { .. }) => false,
             Err(e) => return Err(e.into()),
         };
@@ -188,13 +186,12 @@ impl<S: BlobStore> Superblock<S> {
         loop {
             let page = self.store.list(&prefix, marker.as_deref(), None).await?;
             for p in &page.prefixes {
-                let name = p[prefix.len()..]
-                    .strip_suffix('/')
-                    .unwrap_or(&p[prefix.len()..]);
-                self.add_entry(&mut entries, &prefix, name, Kind::Dir);
+                let rel = &p[prefix.len()..];
+                let name = rel.strip_suffix('/').unwrap_or(rel);
+                self.add_entry(&mut entries, p, name, Kind::Dir);
             }
             for b in &page.blobs {
-                self.add_entry(&mut entries, &prefix, &b.name[prefix.len()..], kind_of(b));
+                self.add_entry(&mut entries, &b.name, &b.name[prefix.len()..], kind_of(b));
             }
             marker = page.next_marker;
             if marker.is_none() {
@@ -211,27 +208,22 @@ impl<S: BlobStore> Superblock<S> {
             .collect())
     }
 
-    fn add_entry(
-        &self,
-        entries: &mut BTreeMap<String, Kind>,
-        prefix: &str,
-        name: &str,
-        kind: Kind,
-    ) {
+    /// Adds `name` (from listing item `full`, a blob name or a prefix) to a listing.
+    fn add_entry(&self, entries: &mut BTreeMap<String, Kind>, full: &str, name: &str, kind: Kind) {
         if let Some(reason) = invalid_reason(name) {
-            let shown = format!("{prefix}{name}");
-            self.warn_once(&shown, || format!("skipping '{shown}': {reason}"));
+            self.warn_once(full, || format!("skipping '{full}': {reason}"));
             return;
         }
+        let is_dir = kind == Kind::Dir;
         match entries.get(name) {
             None => {
                 entries.insert(name.to_string(), kind);
             }
-            Some(Kind::Dir) if kind == Kind::Dir => {}
-            Some(Kind::Dir) => self.warn_clash(&format!("{prefix}{name}")),
+            Some(Kind::Dir) if is_dir => {}
+            Some(Kind::Dir) => self.warn_clash(full.trim_end_matches('/')),
             Some(Kind::File { .. }) => {
-                if kind == Kind::Dir {
-                    self.warn_clash(&format!("{prefix}{name}"));
+                if is_dir {
+                    self.warn_clash(full.trim_end_matches('/'));
                 }
                 entries.insert(name.to_string(), kind);
             }
@@ -302,5 +294,134 @@ pub fn mtime_of(node: &Inode, mounted_at: SystemTime) -> SystemTime {
     match &node.kind {
         Kind::File { mtime, .. } => *mtime,
         Kind::Dir => mounted_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn sb(store: MemoryStore, prefix: &str) -> Superblock<MemoryStore> {
+        Superblock::new(
+            store,
+            prefix,
+            SuperblockConfig {
+                metadata_ttl: Duration::from_secs(60),
+            },
+        )
+    }
+
+    async fn names(sb: &Superblock<MemoryStore>, ino: u64) -> Vec<String> {
+        sb.read_dir(ino)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn invalid_segments_are_skipped_and_siblings_kept() {
+        let store = MemoryStore::new();
+        let long = "x".repeat(256);
+        for n in [
+            "d//empty".to_string(),
+            "d/./dot".to_string(),
+            "d/../dotdot".to_string(),
+            format!("d/{long}"),
+            format!("d/{long}/under"),
+            "d/trail/".to_string(),
+            "d/ok".to_string(),
+        ] {
+            store.put(&n, "x");
+        }
+        let sb = sb(store, "");
+        let d = sb.lookup(ROOT_INO, "d").await.unwrap();
+        assert_eq!(names(&sb, d.ino).await, ["ok", "trail"]);
+        let trail = sb.lookup(d.ino, "trail").await.unwrap();
+        assert!(names(&sb, trail.ino).await.is_empty());
+        for bad in [".", "..", "", long.as_str()] {
+            assert!(matches!(
+                sb.lookup(d.ino, bad).await,
+                Err(FsError::NotFound)
+            ));
+        }
+        let warned = sb.warned.lock().unwrap().clone();
+        for key in [
+            "d//".to_string(),
+            "d/./".to_string(),
+            "d/../".to_string(),
+            format!("d/{long}"),
+            format!("d/{long}/"),
+            "d/trail/".to_string(),
+        ] {
+            assert!(warned.contains(&key), "{key} not in {warned:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn directory_wins_over_blob_and_markers_are_directories() {
+        let store = MemoryStore::new();
+        store.put("a", "blob");
+        store.put("a/child", "c");
+        store.put_folder_marker("m");
+        store.put_folder_marker("n");
+        store.put("n/inside", "i");
+        store.put("f", "file");
+        let sb = sb(store, "");
+        assert_eq!(names(&sb, ROOT_INO).await, ["a", "f", "m", "n"]);
+        for dir in ["a", "m", "n"] {
+            assert_eq!(
+                sb.lookup(ROOT_INO, dir).await.unwrap().kind,
+                Kind::Dir,
+                "{dir}"
+            );
+        }
+        assert!(matches!(
+            sb.lookup(ROOT_INO, "f").await.unwrap().kind,
+            Kind::File { size: 4, .. }
+        ));
+        assert!(sb.warned.lock().unwrap().contains("a"));
+    }
+
+    #[tokio::test]
+    async fn listing_follows_every_page_and_inode_numbers_are_stable() {
+        let store = MemoryStore::new();
+        for i in 0..12_000 {
+            store.put(&format!("big/{i:05}"), "");
+        }
+        let sb = sb(store, "big/");
+        let first = sb.read_dir(ROOT_INO).await.unwrap();
+        assert_eq!(first.len(), 12_000);
+        assert!(
+            sb.store()
+                .list_calls
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 3
+        );
+        let again = sb.read_dir(ROOT_INO).await.unwrap();
+        assert!(
+            first
+                .iter()
+                .zip(&again)
+                .all(|(a, b)| a.inode.ino == b.inode.ino)
+        );
+        let looked = sb.lookup(ROOT_INO, "00042").await.unwrap();
+        assert_eq!(looked.ino, first[42].inode.ino);
+    }
+
+    #[tokio::test]
+    async fn reads_are_pinned_to_the_etag_seen_at_open() {
+        let store = MemoryStore::new();
+        store.put("f", vec![1u8; 1000]);
+        let sb = sb(store, "");
+        let node = sb.lookup(ROOT_INO, "f").await.unwrap();
+        let file = sb.open(node.ino).await.unwrap();
+        assert_eq!(sb.read(&file, 990, 100).await.unwrap().len(), 10);
+        assert!(sb.read(&file, 1000, 100).await.unwrap().is_empty());
+        sb.store().put("f", vec![2u8; 1000]);
+        let err = sb.read(&file, 0, 100).await.unwrap_err();
+        assert_eq!(err.errno(), libc::EIO);
     }
 }

@@ -149,11 +149,21 @@ impl AzureBlobStore {
         }
     }
 
-    fn list_url(&self, prefix: &str, marker: Option<&str>, max_results: Option<u32>) -> Url {
+    /// A List Blobs URL; `delimited` asks for one level (`delimiter=/`, with metadata).
+    fn list_url(
+        &self,
+        prefix: &str,
+        marker: Option<&str>,
+        max_results: Option<u32>,
+        delimited: bool,
+    ) -> Url {
         let mut query = format!(
-            "restype=container&comp=list&delimiter=%2F&include=metadata&prefix={}",
+            "restype=container&comp=list&prefix={}",
             utf8_percent_encode(prefix, QUERY_VALUE)
         );
+        if delimited {
+            query.push_str("&delimiter=%2F&include=metadata");
+        }
         if let Some(m) = max_results {
             query.push_str(&format!("&maxresults={m}"));
         }
@@ -173,12 +183,15 @@ impl BlobStore for AzureBlobStore {
         marker: Option<&str>,
         max_results: Option<u32>,
     ) -> Result<ListPage, StoreError> {
-        let request = Request::new(self.list_url(prefix, marker, max_results), Method::Get);
-        let (_, _, body) = self.send(request).await?;
-        let bytes = body.collect().await.map_err(|e| self.transport_error(&e))?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| StoreError::Protocol("List Blobs answer is not UTF-8".into()))?;
-        parse_list_page(text)
+        self.list_page(self.list_url(prefix, marker, max_results, true))
+            .await
+    }
+
+    async fn any_under(&self, prefix: &str) -> Result<bool, StoreError> {
+        let page = self
+            .list_page(self.list_url(prefix, None, Some(1), false))
+            .await?;
+        Ok(!page.blobs.is_empty())
     }
 
     async fn properties(&self, name: &str) -> Result<BlobInfo, StoreError> {
@@ -223,6 +236,16 @@ impl BlobStore for AzureBlobStore {
             )));
         }
         Ok(bytes)
+    }
+}
+
+impl AzureBlobStore {
+    async fn list_page(&self, url: Url) -> Result<ListPage, StoreError> {
+        let (_, _, body) = self.send(Request::new(url, Method::Get)).await?;
+        let bytes = body.collect().await.map_err(|e| self.transport_error(&e))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| StoreError::Protocol("List Blobs answer is not UTF-8".into()))?;
+        parse_list_page(text)
     }
 }
 

@@ -44,8 +44,8 @@ pub fn diagnose(err: &StoreError, what: &str) -> Diagnosis {
             "assign the 'Storage Blob Data Reader' role to this identity on the container or account (Owner/Contributor are not enough), then wait a few minutes",
         ),
         StoreError::Service { code, .. } if code == "AuthorizationFailure" => d(
-            "the request was refused by network rules or lacks a permission (AuthorizationFailure)".into(),
-            "allow this machine's network (storage firewall, virtual network, private endpoint), or for a SAS grant read and list (sp=rl)",
+            "the request was refused by network rules, or the credential does not authorize it (AuthorizationFailure)".into(),
+            "allow this machine's network (storage firewall, virtual network, private endpoint); with a SAS, check that it is for this account, unaltered, and grants read and list (sp=rl)",
         ),
         StoreError::Service {
             code, status: 403, ..

@@ -148,6 +148,14 @@ mod tests {
     }
 
     #[test]
+    fn prefix_before_blobs_is_kept() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><EnumerationResults><Prefix>long/</Prefix><Marker/><Blobs><BlobPrefix><Name>long/p/</Name></BlobPrefix><Blob><Name>long/a</Name><Properties><Content-Length>1</Content-Length></Properties></Blob><Blob><Name>long/p</Name><Properties><Content-Length>3</Content-Length></Properties></Blob></Blobs><NextMarker/></EnumerationResults>"#;
+        let page = parse_list_page(xml).unwrap();
+        assert_eq!(page.prefixes, vec!["long/p/".to_string()]);
+        assert_eq!(page.blobs.len(), 2);
+    }
+
+    #[test]
     fn empty_listing_has_no_marker() {
         let xml = r#"<?xml version="1.0"?><EnumerationResults><Blobs /><NextMarker /></EnumerationResults>"#;
         let page = parse_list_page(xml).unwrap();

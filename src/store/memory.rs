@@ -109,6 +109,15 @@ impl BlobStore for MemoryStore {
         Ok(page)
     }
 
+    async fn any_under(&self, prefix: &str) -> Result<bool, StoreError> {
+        self.list_calls.fetch_add(1, Ordering::Relaxed);
+        let blobs = self.blobs.lock().unwrap();
+        Ok(blobs
+            .range(prefix.to_string()..)
+            .next()
+            .is_some_and(|(name, _)| name.starts_with(prefix)))
+    }
+
     async fn properties(&self, name: &str) -> Result<BlobInfo, StoreError> {
         let blobs = self.blobs.lock().unwrap();
         blobs

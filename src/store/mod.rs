@@ -52,6 +52,10 @@ pub trait BlobStore: Send + Sync + 'static {
         max_results: Option<u32>,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
 
+    /// Whether any blob name starts with `prefix` (a flat listing of one item: cheaper than a
+    /// delimited listing, which must collapse everything under `prefix` into one entry).
+    fn any_under(&self, prefix: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Properties of one blob; `NotFound` when it does not exist.
     fn properties(&self, name: &str) -> impl Future<Output = Result<BlobInfo, StoreError>> + Send;
 

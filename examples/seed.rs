@@ -1,0 +1,42 @@
+//! Seeds Azurite for the demo and for manual testing.
+//!
+//! `seed demo <container-url>`: creates the container and uploads a sample dataset (nested
+//! directories, a 64 MiB file, 500 small files, a directory marker), then prints a read-only
+//! SAS on its last line. `seed sas <endpoint>`: prints a read-only SAS for the account.
+
+#[path = "../tests/integration/azurite.rs"]
+mod azurite;
+
+use azurite::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match (args.get(1).map(String::as_str), args.get(2)) {
+        (Some("demo"), Some(url)) => demo(url),
+        (Some("sas"), Some(_)) => println!("{}", read_sas()),
+        _ => {
+            eprintln!("usage: seed demo <container-url> | seed sas <endpoint>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn demo(url: &str) {
+    let c = Container::at(url);
+    c.put(
+        "README.txt",
+        b"A sample dataset served by blobmount from Azurite.\n",
+    );
+    c.put("large/sample-64MiB.bin", &random_bytes(64 << 20, 7));
+    let small: Vec<(String, Vec<u8>)> = (0..500)
+        .map(|i| {
+            let name = format!("images/class-{}/img-{i:04}.jpg", i % 5);
+            (name, random_bytes(8 * 1024 + i * 13, i as u64))
+        })
+        .collect();
+    c.put_many(small, 16);
+    c.put("nested/a/b/c/deep.txt", b"deep\n");
+    c.put_with_metadata("empty-folder", b"", &[("hdi_isfolder", "true")]);
+    println!("seeded {url}: README.txt, large/, images/ (500 files), nested/, empty-folder/");
+    println!("{}", read_sas());
+}

@@ -1,0 +1,9 @@
+//! Integration tests: real FUSE mounts of containers in Azurite. Sections follow
+//! docs/SEMANTICS.md.
+
+mod azurite;
+mod common;
+mod errors;
+mod names;
+mod read;
+mod readonly;
