@@ -76,7 +76,7 @@ fn names_that_cannot_be_posix_names_are_skipped_with_one_warning() {
     }
     let log = m.log_text();
     for shown in [
-        "bad/".to_string(),
+        "bad//".to_string(),
         "trail/".to_string(),
         format!("long/{long}"),
         format!("long/{long}/"),
