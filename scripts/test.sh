@@ -3,7 +3,7 @@
 # against a throwaway in-memory Azurite. Exits non-zero on any failure.
 #
 # Usage: scripts/test.sh [args passed to the test binaries after `--`]
-#   e.g. scripts/test.sh name_rules
+#   e.g. scripts/test.sh names::
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

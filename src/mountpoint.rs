@@ -20,6 +20,8 @@ pub enum MountpointError {
     DeadMount(String),
     #[error("mountpoint {0}: {1}")]
     Io(String, io::Error),
+    #[error("{0} is a {1} mount, not a blobmount one: use umount for it")]
+    NotOurs(String, String),
     #[error("{0} is not mounted: nothing to unmount")]
     NotMounted(String),
     #[error("{0} is busy: a process still uses it (see 'fuser -vm {0}'); close it and retry")]
@@ -109,8 +111,12 @@ pub fn check_for_mount(path: &Path) -> Result<PathBuf, MountpointError> {
 pub fn unmount(path: &Path) -> Result<(), MountpointError> {
     let abs = absolute(path);
     let shown = abs.display().to_string();
-    if mount_at(&abs).is_none() {
-        return Err(MountpointError::NotMounted(shown));
+    match mount_at(&abs) {
+        None => return Err(MountpointError::NotMounted(shown)),
+        Some(m) if !m.fstype.starts_with("fuse") => {
+            return Err(MountpointError::NotOurs(shown, m.fstype));
+        }
+        Some(_) => {}
     }
     let result = if unsafe { libc::geteuid() } == 0 {
         umount2(&abs, 0)

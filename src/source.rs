@@ -54,7 +54,7 @@ impl ContainerSource {
             .path_segments()
             .map(|s| s.map(percent_decode).collect())
             .unwrap_or_default();
-        let path_style = is_path_style(&host);
+        let path_style = is_path_style(&host, url.port());
         let (account, rest) = if path_style {
             match segments.split_first() {
                 Some((a, rest)) if !a.is_empty() => (a.clone(), rest.to_vec()),
@@ -131,9 +131,13 @@ impl ContainerSource {
     }
 }
 
-/// Hosts addressed path-style: an IP address, localhost, or an explicit port (emulators, proxies).
-fn is_path_style(host: &str) -> bool {
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[')
+/// Hosts addressed path-style (the account is the first path segment): an IP address,
+/// localhost, or any host with an explicit port that is not an Azure blob host (emulators).
+fn is_path_style(host: &str, port: Option<u16>) -> bool {
+    host == "localhost"
+        || host.parse::<std::net::IpAddr>().is_ok()
+        || host.starts_with('[')
+        || (port.is_some() && !host.contains(".blob."))
 }
 
 fn validate_container(name: &str) -> Result<(), SourceError> {
@@ -230,6 +234,16 @@ mod tests {
         assert_eq!(s.prefix, "");
         assert_eq!(sas.unwrap().query(), "sv=1&sig=abc");
         assert!(!s.container_url().as_str().contains("sig"));
+    }
+
+    #[test]
+    fn a_named_emulator_host_with_a_port_is_path_style() {
+        let (s, _) = ContainerSource::parse("http://azurite:10000/devstoreaccount1/c01/p").unwrap();
+        assert_eq!(
+            (s.account.as_str(), s.container.as_str()),
+            ("devstoreaccount1", "c01")
+        );
+        assert_eq!(s.prefix, "p/");
     }
 
     #[test]
