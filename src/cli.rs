@@ -59,6 +59,13 @@ pub struct MountArgs {
     /// seconds, or "indefinite" for datasets that never change.
     #[arg(long, default_value = "1", value_parser = parse_ttl)]
     pub metadata_ttl: Duration,
+    /// Memory for cached blocks of file content (e.g. 512M, 2G); taken only as blocks are
+    /// read, never reserved up front. Read-ahead in flight counts against it.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    pub cache_mem: u64,
+    /// Size of a cached block: the least a read fetches (e.g. 1M).
+    #[arg(long, default_value = "1M", value_parser = parse_size)]
+    pub block_size: u64,
     /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -79,6 +86,23 @@ fn parse_mode(text: &str) -> Result<u16, String> {
         Ok(mode) if mode <= 0o7777 => Ok(mode),
         _ => Err(format!(
             "'{text}' is not an octal permission mode: give e.g. 0444 or 0555"
+        )),
+    }
+}
+
+/// Parses a byte size: a number with an optional K, M or G suffix (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().trim_end_matches(['B', 'b', 'i']);
+    let (digits, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    match digits.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n << shift),
+        _ => Err(format!(
+            "'{text}' is not a size: give e.g. 512M, 2G or 1048576"
         )),
     }
 }
@@ -107,6 +131,10 @@ mod tests {
         assert_eq!(parse_ttl("60"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_ttl("indefinite"), Ok(INDEFINITE_TTL));
         assert!(parse_ttl("-1").is_err());
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err() && parse_size("lots").is_err());
     }
 
     #[test]

@@ -13,10 +13,12 @@ use fuser::{Config, MountOption, SessionACL};
 use tracing::{error, info, warn};
 
 use crate::auth::{self, Credential, SasToken};
+use crate::cache::MemoryBlockCache;
 use crate::cli::MountArgs;
 use crate::daemon::{self, Readiness};
 use crate::fs::{AttrConfig, FuseAdapter, Superblock, SuperblockConfig};
 use crate::mountpoint::{self, umount2};
+use crate::prefetch::ReadConfig;
 use crate::source::ContainerSource;
 use crate::store::diagnose::explain;
 use crate::store::{AzureBlobStore, BlobStore, StoreOptions};
@@ -30,6 +32,8 @@ struct MountPlan {
     attrs: AttrConfig,
     metadata_ttl: Duration,
     allow_other: bool,
+    cache_mem: u64,
+    block_size: u64,
 }
 
 impl MountPlan {
@@ -56,6 +60,8 @@ impl MountPlan {
             attrs,
             metadata_ttl: args.metadata_ttl,
             allow_other: args.allow_other,
+            cache_mem: args.cache_mem,
+            block_size: args.block_size,
         })
     }
 }
@@ -127,13 +133,7 @@ fn serve(plan: MountPlan, readiness: Readiness) -> i32 {
             &format!("cannot list {what}: {}", explain(&e, &what)),
         );
     }
-    let superblock = Superblock::new(
-        store,
-        &plan.source.prefix,
-        SuperblockConfig {
-            metadata_ttl: plan.metadata_ttl,
-        },
-    );
+    let superblock = Superblock::new(store, &plan.source.prefix, superblock_config(&plan));
     let adapter = FuseAdapter::new(
         Arc::new(superblock),
         rt.handle().clone(),
@@ -193,6 +193,20 @@ fn serve(plan: MountPlan, readiness: Readiness) -> i32 {
             1
         }
         Err(_) => 1,
+    }
+}
+
+/// The cache takes `--cache-mem` less the read-ahead budget, so both together stay within it.
+fn superblock_config(plan: &MountPlan) -> SuperblockConfig {
+    let read = ReadConfig::for_cache(plan.cache_mem, plan.block_size);
+    let cache_bytes = plan
+        .cache_mem
+        .saturating_sub(read.prefetch_budget)
+        .max(plan.block_size);
+    SuperblockConfig {
+        metadata_ttl: plan.metadata_ttl,
+        read,
+        cache: Arc::new(MemoryBlockCache::new(cache_bytes)),
     }
 }
 

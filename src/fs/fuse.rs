@@ -13,15 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 
 use super::inode::{Inode, Kind};
 use super::superblock::{DirEntry, FsError, OpenFile, Superblock, mtime_of};
+use crate::prefetch::Prefetcher;
 use crate::store::BlobStore;
 
 /// Owner, modes and cache lifetimes shown for every inode.
@@ -37,13 +38,22 @@ pub struct AttrConfig {
 
 type DirSnapshot = Arc<tokio::sync::Mutex<Option<Arc<Vec<DirEntry>>>>>;
 
+/// An open file: the pinned blob version and its read-ahead state.
+struct OpenHandle {
+    file: OpenFile,
+    prefetcher: Prefetcher,
+}
+
 /// The `fuser::Filesystem` of one mount.
 pub struct FuseAdapter<S: BlobStore> {
     sb: Arc<Superblock<S>>,
     rt: Handle,
     attrs: AttrConfig,
     mounted_at: SystemTime,
-    files: Arc<Mutex<HashMap<u64, Arc<OpenFile>>>>,
+    files: Arc<Mutex<HashMap<u64, Arc<OpenHandle>>>>,
+    /// ETag each inode had when last opened: the kernel's page cache is kept across opens
+    /// only while it is unchanged.
+    opened_etags: Arc<Mutex<HashMap<u64, Arc<str>>>>,
     dirs: Arc<Mutex<HashMap<u64, DirSnapshot>>>,
     next_fh: AtomicU64,
 }
@@ -60,6 +70,7 @@ impl<S: BlobStore> FuseAdapter<S> {
             attrs,
             mounted_at: SystemTime::now(),
             files: Arc::default(),
+            opened_etags: Arc::default(),
             dirs: Arc::default(),
             next_fh: AtomicU64::new(1),
         }
@@ -162,6 +173,14 @@ impl<S: BlobStore> FuseAdapter<S> {
 }
 
 impl<S: BlobStore> Filesystem for FuseAdapter<S> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Let the kernel read ahead up to 1 MiB per request; ours works on top of it.
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some(name) = name.to_str().map(str::to_string) else {
             return reply.error(Errno::ENOENT);
@@ -195,12 +214,23 @@ impl<S: BlobStore> Filesystem for FuseAdapter<S> {
         }
         let ctx = self.ctx();
         let files = self.files.clone();
+        let opened = self.opened_etags.clone();
         let fh = self.new_fh();
         self.spawn(async move {
             match ctx.sb.open(ino.0).await {
                 Ok(file) => {
-                    files.lock().unwrap().insert(fh, Arc::new(file));
-                    reply.opened(FileHandle(fh), FopenFlags::empty());
+                    let previous = opened.lock().unwrap().insert(ino.0, file.etag.clone());
+                    let flags = if previous.as_ref() == Some(&file.etag) {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    let handle = OpenHandle {
+                        file,
+                        prefetcher: Prefetcher::default(),
+                    };
+                    files.lock().unwrap().insert(fh, Arc::new(handle));
+                    reply.opened(FileHandle(fh), flags);
                 }
                 Err(e) => reply.error(errno(&e)),
             }
@@ -218,12 +248,15 @@ impl<S: BlobStore> Filesystem for FuseAdapter<S> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(file) = self.files.lock().unwrap().get(&fh.0).cloned() else {
+        let Some(handle) = self.files.lock().unwrap().get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
         let sb = self.sb.clone();
         self.spawn(async move {
-            match sb.read(&file, offset, size).await {
+            match sb
+                .read(&handle.file, &handle.prefetcher, offset, size)
+                .await
+            {
                 Ok(bytes) => reply.data(&bytes),
                 Err(e) => reply.error(errno(&e)),
             }

@@ -13,6 +13,8 @@ use tracing::{debug, warn};
 
 use super::inode::{Inode, InodeTable, Kind, ROOT_INO};
 use super::names::invalid_reason;
+use crate::cache::DataCache;
+use crate::prefetch::{BlockFetcher, Prefetcher, ReadConfig};
 use crate::store::diagnose::explain;
 use crate::store::{BlobInfo, BlobStore, StoreError};
 
@@ -55,19 +57,23 @@ pub struct DirEntry {
 pub struct OpenFile {
     pub ino: u64,
     pub key: Arc<str>,
-    pub etag: String,
+    pub etag: Arc<str>,
     pub size: u64,
 }
 
-/// How long cached metadata is trusted before the service is asked again.
-#[derive(Clone, Debug)]
+/// Metadata lifetime, and where and how content is read.
+#[derive(Clone)]
 pub struct SuperblockConfig {
+    /// How long cached metadata is trusted before the service is asked again.
     pub metadata_ttl: Duration,
+    pub read: ReadConfig,
+    pub cache: Arc<dyn DataCache>,
 }
 
 /// One mount's filesystem state.
 pub struct Superblock<S: BlobStore> {
-    store: S,
+    store: Arc<S>,
+    fetcher: Arc<BlockFetcher<S>>,
     inodes: InodeTable,
     config: SuperblockConfig,
     /// Names already warned about, so each problem is logged once.
@@ -77,7 +83,9 @@ pub struct Superblock<S: BlobStore> {
 impl<S: BlobStore> Superblock<S> {
     /// `prefix` is the mount's blob prefix: empty or ending with `/`.
     pub fn new(store: S, prefix: &str, config: SuperblockConfig) -> Self {
+        let store = Arc::new(store);
         Superblock {
+            fetcher: BlockFetcher::new(store.clone(), config.cache.clone(), config.read.clone()),
             store,
             inodes: InodeTable::new(prefix.trim_end_matches('/')),
             config,
@@ -249,7 +257,7 @@ impl<S: BlobStore> Superblock<S> {
             Kind::File { size, etag, .. } => Ok(OpenFile {
                 ino,
                 key: node.key.clone(),
-                etag,
+                etag: Arc::from(etag),
                 size,
             }),
             Kind::Dir => Err(FsError::IsADirectory),
@@ -258,12 +266,14 @@ impl<S: BlobStore> Superblock<S> {
 
     /// Up to `size` bytes at `offset` of an open file; fewer at the end of the file.
     /// A blob replaced since open fails (EIO) rather than mixing versions.
-    pub async fn read(&self, file: &OpenFile, offset: u64, size: u32) -> Result<Bytes, FsError> {
-        let end = offset.saturating_add(size as u64).min(file.size);
-        if offset >= end {
-            return Ok(Bytes::new());
-        }
-        match self.store.read(&file.key, offset..end, &file.etag).await {
+    pub async fn read(
+        &self,
+        file: &OpenFile,
+        prefetcher: &Prefetcher,
+        offset: u64,
+        size: u32,
+    ) -> Result<Bytes, FsError> {
+        match prefetcher.read(&self.fetcher, file, offset, size).await {
             Ok(bytes) => Ok(bytes),
             Err(e) => {
                 warn!(
@@ -308,6 +318,8 @@ mod tests {
             prefix,
             SuperblockConfig {
                 metadata_ttl: Duration::from_secs(60),
+                read: ReadConfig::for_cache(64 << 20, 1 << 20),
+                cache: Arc::new(crate::cache::MemoryBlockCache::new(48 << 20)),
             },
         )
     }
@@ -414,14 +426,23 @@ mod tests {
     #[tokio::test]
     async fn reads_are_pinned_to_the_etag_seen_at_open() {
         let store = MemoryStore::new();
-        store.put("f", vec![1u8; 1000]);
+        let len = 3 << 20;
+        store.put("f", vec![1u8; len]);
         let sb = sb(store, "");
         let node = sb.lookup(ROOT_INO, "f").await.unwrap();
         let file = sb.open(node.ino).await.unwrap();
-        assert_eq!(sb.read(&file, 990, 100).await.unwrap().len(), 10);
-        assert!(sb.read(&file, 1000, 100).await.unwrap().is_empty());
-        sb.store().put("f", vec![2u8; 1000]);
-        let err = sb.read(&file, 0, 100).await.unwrap_err();
+        let pf = Prefetcher::default();
+        let tail = sb.read(&file, &pf, len as u64 - 10, 100).await.unwrap();
+        assert_eq!(&tail[..], &[1u8; 10]);
+        assert!(
+            sb.read(&file, &pf, len as u64, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        sb.store().put("f", vec![2u8; len]);
+        // Block 0 was never fetched for the old version: it cannot be served any more.
+        let err = sb.read(&file, &pf, 0, 100).await.unwrap_err();
         assert_eq!(err.errno(), libc::EIO);
     }
 }
