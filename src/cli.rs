@@ -55,9 +55,9 @@ pub struct MountArgs {
     /// Permission bits of directories, in octal.
     #[arg(long, default_value = "0555", value_parser = parse_mode)]
     pub dir_mode: u16,
-    /// How long names and attributes are cached before asking the service again:
+    /// How long names, sizes and ETags are cached before asking the service again:
     /// seconds, or "indefinite" for datasets that never change.
-    #[arg(long, default_value = "1", value_parser = parse_ttl)]
+    #[arg(long, default_value = "60", value_parser = parse_ttl)]
     pub metadata_ttl: Duration,
     /// Memory for cached blocks of file content (e.g. 512M, 2G); taken only as blocks are
     /// read, never reserved up front. Read-ahead in flight counts against it.

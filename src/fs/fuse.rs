@@ -133,18 +133,21 @@ impl<S: BlobStore> Ctx<S> {
     }
 }
 
-/// "." and ".." followed by the listing, with their readdir offsets (index + 1).
-fn with_dots(dir: &Inode, entries: &[DirEntry]) -> Vec<(u64, String, Option<Inode>)> {
-    let mut all = vec![
-        (dir.ino, ".".to_string(), None),
-        (dir.parent, "..".to_string(), None),
-    ];
-    all.extend(
-        entries
-            .iter()
-            .map(|e| (e.inode.ino, e.name.clone(), Some(e.inode.clone()))),
-    );
-    all
+/// Entry `i` of a listing that starts with "." and "..": its name, inode, and whether the
+/// kernel counts it as a lookup (readdirplus). Readdir offsets are `i + 1`.
+fn nth_entry<'a>(
+    i: usize,
+    dir: &'a Inode,
+    parent: &'a Inode,
+    entries: &'a [DirEntry],
+) -> Option<(&'a str, &'a Inode, bool)> {
+    match i {
+        0 => Some((".", dir, false)),
+        1 => Some(("..", parent, false)),
+        _ => entries
+            .get(i - 2)
+            .map(|e| (e.name.as_str(), &e.inode, true)),
+    }
 }
 
 impl<S: BlobStore> FuseAdapter<S> {
@@ -174,7 +177,8 @@ impl<S: BlobStore> FuseAdapter<S> {
 
 impl<S: BlobStore> Filesystem for FuseAdapter<S> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // Let the kernel read ahead up to 1 MiB per request; ours works on top of it.
+        // Accept as much kernel read-ahead as offered (the mount raises it further through
+        // sysfs once mounted); ours works on top of it.
         if let Err(max) = config.set_max_readahead(1 << 20) {
             let _ = config.set_max_readahead(max);
         }
@@ -306,18 +310,21 @@ impl<S: BlobStore> Filesystem for FuseAdapter<S> {
                 (None, _) => return reply.error(Errno::ESTALE),
                 (_, Err(e)) => return reply.error(errno(&e)),
             };
-            for (i, (child, name, node)) in with_dots(&dir, &entries)
-                .into_iter()
-                .enumerate()
-                .skip(offset as usize)
-            {
-                let kind = match node.map(|n| n.kind) {
-                    Some(Kind::File { .. }) => FileType::RegularFile,
-                    _ => FileType::Directory,
+            let parent = ctx
+                .sb
+                .inodes()
+                .get(dir.parent)
+                .unwrap_or_else(|| dir.clone());
+            let mut i = offset as usize;
+            while let Some((name, node, _)) = nth_entry(i, &dir, &parent, &entries) {
+                let kind = match node.kind {
+                    Kind::File { .. } => FileType::RegularFile,
+                    Kind::Dir => FileType::Directory,
                 };
-                if reply.add(INodeNo(child), i as u64 + 1, kind, &name) {
+                if reply.add(INodeNo(node.ino), i as u64 + 1, kind, name) {
                     break;
                 }
+                i += 1;
             }
             reply.ok();
         });
@@ -345,25 +352,15 @@ impl<S: BlobStore> Filesystem for FuseAdapter<S> {
                 .inodes()
                 .get(dir.parent)
                 .unwrap_or_else(|| dir.clone());
-            for (i, (_, name, node)) in with_dots(&dir, &entries)
-                .into_iter()
-                .enumerate()
-                .skip(offset as usize)
-            {
-                let counted = node.is_some();
-                let node = node.unwrap_or_else(|| {
-                    if name == "." {
-                        dir.clone()
-                    } else {
-                        parent.clone()
-                    }
-                });
-                let attr = ctx.attr(&node);
+            let mut i = offset as usize;
+            while let Some((name, node, counted)) = nth_entry(i, &dir, &parent, &entries) {
+                let attr = ctx.attr(node);
+                let ttl = &ctx.attrs.ttl;
                 if reply.add(
                     INodeNo(node.ino),
                     i as u64 + 1,
-                    &name,
-                    &ctx.attrs.ttl,
+                    name,
+                    ttl,
                     &attr,
                     Generation(0),
                 ) {
@@ -372,6 +369,7 @@ impl<S: BlobStore> Filesystem for FuseAdapter<S> {
                 if counted {
                     ctx.sb.inodes().remember(node.ino);
                 }
+                i += 1;
             }
             reply.ok();
         });

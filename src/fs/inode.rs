@@ -33,6 +33,8 @@ pub struct Inode {
     pub kind: Kind,
     /// When the service last confirmed `kind`.
     pub validated: Instant,
+    /// Known to be out of date (the blob changed): ask the service before trusting `kind`.
+    pub stale: bool,
 }
 
 impl Inode {
@@ -72,6 +74,7 @@ impl InodeTable {
             key: Arc::from(root_key),
             kind: Kind::Dir,
             validated: Instant::now(),
+            stale: false,
         };
         InodeTable {
             inner: RwLock::new(Inner {
@@ -113,9 +116,17 @@ impl InodeTable {
             key: Arc::from(key),
             kind,
             validated: Instant::now(),
+            stale: false,
         };
         inner.nodes.insert(ino, node.clone());
         node
+    }
+
+    /// Marks `ino`'s metadata as out of date, so the next use asks the service.
+    pub fn invalidate(&self, ino: u64) {
+        if let Some(node) = self.inner.write().unwrap().nodes.get_mut(&ino) {
+            node.stale = true;
+        }
     }
 
     /// Counts one kernel reference (a lookup answered with this inode).

@@ -97,6 +97,11 @@ impl<S: BlobStore> Superblock<S> {
         &self.store
     }
 
+    /// GETs sent and bytes received for file content so far.
+    pub fn read_stats(&self) -> (u64, u64) {
+        self.fetcher.stats()
+    }
+
     pub fn inodes(&self) -> &InodeTable {
         &self.inodes
     }
@@ -114,7 +119,7 @@ impl<S: BlobStore> Superblock<S> {
     }
 
     fn fresh(&self, node: &Inode) -> bool {
-        node.validated.elapsed() < self.config.metadata_ttl
+        !node.stale && node.validated.elapsed() < self.config.metadata_ttl
     }
 
     /// Logs `message` once per `key` for the life of the mount.
@@ -276,6 +281,10 @@ impl<S: BlobStore> Superblock<S> {
         match prefetcher.read(&self.fetcher, file, offset, size).await {
             Ok(bytes) => Ok(bytes),
             Err(e) => {
+                if matches!(e, StoreError::PreconditionFailed { .. }) {
+                    // The next open asks the service for the new version.
+                    self.inodes.invalidate(file.ino);
+                }
                 warn!(
                     "read of '{}' at {offset}+{size} failed: {}",
                     file.key,

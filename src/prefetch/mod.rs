@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -65,6 +67,8 @@ pub struct BlockFetcher<S: BlobStore> {
     prefetch_gets: Arc<Semaphore>,
     /// Prefetch memory in KiB permits.
     prefetch_kib: Arc<Semaphore>,
+    gets: AtomicU64,
+    fetched_bytes: AtomicU64,
 }
 
 impl<S: BlobStore> BlockFetcher<S> {
@@ -76,7 +80,14 @@ impl<S: BlobStore> BlockFetcher<S> {
             prefetch_kib: Arc::new(Semaphore::new((config.prefetch_budget / 1024) as usize)),
             config,
             inflight: Mutex::new(HashMap::new()),
+            gets: AtomicU64::new(0),
+            fetched_bytes: AtomicU64::new(0),
         })
+    }
+
+    /// GETs sent and bytes received so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.gets.load(Relaxed), self.fetched_bytes.load(Relaxed))
     }
 
     pub fn config(&self) -> &ReadConfig {
@@ -96,8 +107,9 @@ impl<S: BlobStore> BlockFetcher<S> {
         (start, (start + self.config.block_size).min(file.size))
     }
 
-    /// Starts GETs for the blocks of `blocks` neither cached nor in flight. Prefetch stops
-    /// at the first span the memory budget cannot hold.
+    /// Starts GETs for the blocks of `blocks` neither cached nor in flight. Spans end on
+    /// multiples of `max_request`, so a sliding window asks for whole requests, not a block at
+    /// a time. Prefetch stops at the first span the memory budget cannot hold.
     fn ensure(self: &Arc<Self>, file: &OpenFile, blocks: RangeInclusive<u64>, demand: bool) {
         let per_span = (self.config.max_request / self.config.block_size).max(1);
         let mut inflight = self.inflight.lock().unwrap();
@@ -108,7 +120,8 @@ impl<S: BlobStore> BlockFetcher<S> {
             if missing {
                 run.push(index);
             }
-            if (!missing || run.len() as u64 == per_span) && !run.is_empty() {
+            let boundary = index % per_span == per_span - 1;
+            if (!missing || boundary) && !run.is_empty() {
                 if !self.start_span(&mut inflight, file, &run, demand) {
                     return;
                 }
@@ -168,6 +181,10 @@ impl<S: BlobStore> BlockFetcher<S> {
                 None => None,
             };
             let result = self.store.read(&file.key, range.clone(), &file.etag).await;
+            self.gets.fetch_add(1, Relaxed);
+            if let Ok(bytes) = &result {
+                self.fetched_bytes.fetch_add(bytes.len() as u64, Relaxed);
+            }
             let mut inflight = self.inflight.lock().unwrap();
             for index in first..=last {
                 let key = Self::key(&file, index);
@@ -253,9 +270,18 @@ impl Prefetcher {
         let bs = config.block_size;
         let (first, last) = (offset / bs, (end - 1) / bs);
         fetcher.ensure(file, first..=last, true);
-        let ahead_end = end.saturating_add(window).min(file.size);
-        if window > 0 && ahead_end > (last + 1) * bs {
-            fetcher.ensure(file, last + 1..=(ahead_end - 1) / bs, false);
+        if window > 0 {
+            // Read ahead in whole requests: up to the last request boundary in the window
+            // (or the end of the file).
+            let req = config.max_request.max(bs);
+            let mut ahead_end = end.saturating_add(window);
+            if ahead_end < file.size {
+                ahead_end = ahead_end / req * req;
+            }
+            let ahead_end = ahead_end.min(file.size);
+            if ahead_end > (last + 1) * bs {
+                fetcher.ensure(file, last + 1..=(ahead_end - 1) / bs, false);
+            }
         }
         if first == last {
             let block = fetcher.block(file, first).await?;
@@ -279,7 +305,6 @@ mod tests {
     use super::*;
     use crate::cache::MemoryBlockCache;
     use crate::store::MemoryStore;
-    use std::sync::atomic::Ordering::Relaxed;
 
     const KIB: u64 = 1024;
 

@@ -226,8 +226,10 @@ impl BlobStore for AzureBlobStore {
         );
         request.insert_header("if-match", etag.to_string());
         let (_, _, body) = self.send(request).await?;
-        let bytes = body.collect().await.map_err(|e| self.transport_error(&e))?;
         let want = range.end - range.start;
+        let bytes = collect_sized(body, want as usize)
+            .await
+            .map_err(|e| self.transport_error(&e))?;
         if bytes.len() as u64 != want {
             return Err(StoreError::Protocol(format!(
                 "asked for {want} bytes of '{name}' at offset {}, got {}",
@@ -247,6 +249,20 @@ impl AzureBlobStore {
             .map_err(|_| StoreError::Protocol("List Blobs answer is not UTF-8".into()))?;
         parse_list_page(text)
     }
+}
+
+/// Collects a body of about `size` bytes with one allocation and one copy (the SDK's own
+/// `collect` grows its buffer chunk by chunk, copying the body several times).
+async fn collect_sized(
+    mut body: azure_core::http::AsyncResponseBody,
+    size: usize,
+) -> azure_core::Result<Bytes> {
+    use futures::StreamExt;
+    let mut buf = bytes::BytesMut::with_capacity(size);
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk?);
+    }
+    Ok(buf.freeze())
 }
 
 fn header<'a>(headers: &'a Headers, name: &'static str) -> Option<&'a str> {

@@ -21,7 +21,7 @@ fn a_directory_hides_a_blob_of_the_same_name_and_the_clash_is_logged_once() {
     c.put("clash", b"i am a blob");
     c.put("clash/inner.txt", b"inner");
     c.put("clash-sibling.txt", b"s");
-    let m = mount(&c.url, &[]);
+    let m = mount(&c.url, &["--metadata-ttl", "1"]);
     assert_eq!(list(&m.path), set(&["clash", "clash-sibling.txt"]));
     assert!(m.p("clash").is_dir());
     assert_eq!(std::fs::read(m.p("clash/inner.txt")).unwrap(), b"inner");

@@ -112,7 +112,7 @@ fn a_blob_overwritten_after_open_gives_eio_not_mixed_bytes() {
     // Larger than read-ahead can reach before the overwrite.
     let old = vec![b'o'; 48 * 1024 * 1024];
     c.put("f.bin", &old);
-    let m = mount(&c.url, &[]);
+    let m = mount(&c.url, &["--metadata-ttl", "1"]);
     let mut file = std::fs::File::open(m.p("f.bin")).unwrap();
     let mut first = vec![0u8; 64 * 1024];
     file.read_exact(&mut first).unwrap();
