@@ -40,6 +40,19 @@ pub struct MountArgs {
     /// SAS token (sv=...&sig=...). Prefer the environment variable: argv is visible to all users.
     #[arg(long, env = "AZURE_STORAGE_SAS_TOKEN", hide_env_values = true)]
     pub sas_token: Option<String>,
+    /// Managed identity: the user-assigned identity's client id.
+    #[arg(long, conflicts_with_all = ["object_id", "resource_id"])]
+    pub client_id: Option<String>,
+    /// Managed identity: the user-assigned identity's object (principal) id.
+    #[arg(long, conflicts_with = "resource_id")]
+    pub object_id: Option<String>,
+    /// Managed identity: the user-assigned identity's ARM resource id.
+    #[arg(long)]
+    pub resource_id: Option<String>,
+    /// Managed identity: the token endpoint to use instead of the one the environment
+    /// implies (IMDS, MSI_ENDPOINT or IDENTITY_ENDPOINT).
+    #[arg(long, env = "BLOBMOUNT_IDENTITY_ENDPOINT")]
+    pub identity_endpoint: Option<String>,
     /// Let users other than the mounting user access the mount (needs user_allow_other in /etc/fuse.conf for non-root).
     #[arg(long)]
     pub allow_other: bool,

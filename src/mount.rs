@@ -12,7 +12,7 @@ use std::time::Duration;
 use fuser::{Config, MountOption, SessionACL};
 use tracing::{error, info, warn};
 
-use crate::auth::{self, Credential, SasToken};
+use crate::auth::{self, Credential, IdentitySelector, SasToken};
 use crate::cache::MemoryBlockCache;
 use crate::cli::MountArgs;
 use crate::daemon::{self, Readiness};
@@ -42,7 +42,14 @@ impl MountPlan {
             ContainerSource::parse(&args.source).map_err(|e| e.to_string())?;
         let from_flag = args.sas_token.as_deref().map(SasToken::new);
         let (credential, why) =
-            auth::resolve(args.auth, [from_flag, sas_in_url]).map_err(|e| e.to_string())?;
+            auth::resolve(args.auth, [from_flag, sas_in_url], &identity_options(args))
+                .map_err(|e| e.to_string())?;
+        if credential.is_bearer() && source.container_url().scheme() != "https" {
+            return Err(format!(
+                "{} sends bearer tokens, which only travel over https: give an https:// SOURCE",
+                credential.describe()
+            ));
+        }
         let mountpoint =
             mountpoint::check_for_mount(&args.mountpoint).map_err(|e| e.to_string())?;
         let attrs = AttrConfig {
@@ -63,6 +70,20 @@ impl MountPlan {
             cache_mem: args.cache_mem,
             block_size: args.block_size,
         })
+    }
+}
+
+fn identity_options(args: &MountArgs) -> auth::IdentityOptions {
+    let selector = match (&args.client_id, &args.object_id, &args.resource_id) {
+        (Some(id), _, _) => IdentitySelector::ClientId(id.clone()),
+        (_, Some(id), _) => IdentitySelector::ObjectId(id.clone()),
+        (_, _, Some(id)) => IdentitySelector::ResourceId(id.clone()),
+        _ => IdentitySelector::System,
+    };
+    auth::IdentityOptions {
+        endpoint: args.identity_endpoint.clone(),
+        selector,
+        env: auth::IdentityEnv::from_process(),
     }
 }
 

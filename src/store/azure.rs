@@ -76,6 +76,7 @@ impl AzureBlobStore {
             .read_timeout(options.read_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
+            .tls_certs_merge(extra_roots()?)
             .build()
             .map_err(|e| StoreError::Protocol(format!("cannot build the HTTP client: {e}")))?;
         let client_options = ClientOptions {
@@ -133,6 +134,9 @@ impl AzureBlobStore {
     }
 
     fn transport_error(&self, err: &azure_core::Error) -> StoreError {
+        if matches!(err.kind(), azure_core::error::ErrorKind::Credential) {
+            return StoreError::Credential(scrub(&err.to_string()));
+        }
         let mut reason = err.to_string();
         let mut source = std::error::Error::source(err);
         while let Some(s) = source {
@@ -249,6 +253,36 @@ impl AzureBlobStore {
             .map_err(|_| StoreError::Protocol("List Blobs answer is not UTF-8".into()))?;
         parse_list_page(text)
     }
+}
+
+/// Extra trusted roots from `SSL_CERT_FILE` (a PEM bundle) and `SSL_CERT_DIR` (PEM files),
+/// as OpenSSL reads them: for TLS-inspecting proxies, and for the emulator in tests.
+fn extra_roots() -> Result<Vec<reqwest::Certificate>, StoreError> {
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(f) = std::env::var_os("SSL_CERT_FILE") {
+        files.push(f.into());
+    }
+    if let Some(dirs) = std::env::var_os("SSL_CERT_DIR") {
+        for dir in std::env::split_paths(&dirs) {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+            }
+        }
+    }
+    let mut roots = Vec::new();
+    for f in files {
+        let pem = std::fs::read(&f).map_err(|e| {
+            StoreError::Protocol(format!(
+                "cannot read {} (SSL_CERT_FILE/SSL_CERT_DIR): {e}",
+                f.display()
+            ))
+        })?;
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) => roots.extend(certs),
+            Err(e) => tracing::warn!("ignoring {}: not PEM certificates ({e})", f.display()),
+        }
+    }
+    Ok(roots)
 }
 
 /// Collects a body of about `size` bytes with one allocation and one copy (the SDK's own

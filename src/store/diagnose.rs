@@ -23,6 +23,14 @@ pub fn diagnose(err: &StoreError, what: &str) -> Diagnosis {
             format!("cannot reach {endpoint} ({reason})"),
             "check the account name in SOURCE, DNS, proxy and firewall settings, and that the endpoint is up",
         ),
+        StoreError::Credential(reason) if reason.contains("no managed identity endpoint answers") => d(
+            format!("no managed identity is available on this machine ({reason})"),
+            "run on Azure compute with a managed identity enabled (or set MSI_ENDPOINT/IDENTITY_ENDPOINT), or use another --auth",
+        ),
+        StoreError::Credential(reason) => d(
+            format!("could not get a token ({reason})"),
+            "check the identity selection (--client-id/--object-id/--resource-id) and that the identity is assigned to this machine",
+        ),
         StoreError::NotFound { code, .. } if code == "ContainerNotFound" => d(
             format!("container not found: {what}"),
             "check the container name in SOURCE (names are case-sensitive), or create the container",

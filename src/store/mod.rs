@@ -89,6 +89,9 @@ pub enum StoreError {
     /// No answer: connection refused, DNS, timeout, reset.
     #[error("cannot reach {endpoint}: {reason}")]
     Transport { endpoint: String, reason: String },
+    /// No credential could be had (e.g. the identity endpoint refused or is unreachable).
+    #[error("no token: {0}")]
+    Credential(String),
     /// An answer we could not understand (bad XML, short body).
     #[error("unexpected answer from the service: {0}")]
     Protocol(String),

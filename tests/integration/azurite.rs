@@ -221,3 +221,112 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
     v
 }
+
+/// An Azurite over HTTPS with `--oauth basic` (bearer tokens accepted), its self-signed
+/// certificate in a PEM file. Started once per test process; dies with it.
+pub struct OauthAzurite {
+    pub endpoint: String,
+    pub cert_pem: std::path::PathBuf,
+    client: reqwest::Client,
+}
+
+pub fn oauth_azurite() -> &'static OauthAzurite {
+    use std::os::unix::process::CommandExt;
+    static A: OnceLock<OauthAzurite> = OnceLock::new();
+    A.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let ck = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .unwrap();
+        let cert_pem = dir.join("cert.pem");
+        let key_pem = dir.join("key.pem");
+        std::fs::write(&cert_pem, ck.cert.pem()).unwrap();
+        std::fs::write(&key_pem, ck.signing_key.serialize_pem()).unwrap();
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".tools/azurite/node_modules/.bin/azurite-blob");
+        assert!(bin.exists(), "Azurite is missing: run scripts/test.sh");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args([
+                "--skipApiVersionCheck",
+                "--loose",
+                "--inMemoryPersistence",
+                "--silent",
+                "--disableTelemetry",
+            ])
+            .args(["--oauth", "basic"])
+            .arg("--cert")
+            .arg(&cert_pem)
+            .arg("--key")
+            .arg(&key_pem)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        std::mem::forget(cmd.spawn().expect("start azurite"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "Azurite (https) did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let cert = reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_merge([cert])
+            .build()
+            .unwrap();
+        OauthAzurite {
+            endpoint: format!("https://127.0.0.1:{port}/{ACCOUNT}"),
+            cert_pem,
+            client,
+        }
+    })
+}
+
+impl OauthAzurite {
+    /// Creates container `name` and uploads `blobs` (signed with an account SAS).
+    pub fn seed(&self, name: &str, blobs: &[(&str, &[u8])]) -> String {
+        let url = format!("{}/{name}", self.endpoint);
+        let sas = admin_sas();
+        rt().block_on(async {
+            let rsp = self
+                .client
+                .put(format!("{url}?restype=container&{sas}"))
+                .header("x-ms-version", VERSION)
+                .header("content-length", 0)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                rsp.status().is_success() || rsp.status().as_u16() == 409,
+                "{}",
+                rsp.status()
+            );
+            let (src, _) = ContainerSource::parse(&url).unwrap();
+            for (blob, data) in blobs {
+                let rsp = self
+                    .client
+                    .put(format!("{}?{sas}", src.blob_url(blob)))
+                    .header("x-ms-version", VERSION)
+                    .header("x-ms-blob-type", "BlockBlob")
+                    .header("content-length", data.len())
+                    .body(data.to_vec())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(rsp.status().is_success(), "put {blob}: {}", rsp.status());
+            }
+        });
+        url
+    }
+}
