@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Mount SOURCE at MOUNTPOINT (returns once the mount answers, unless --foreground).
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// Unmount a blobmount mount; its daemon then exits.
     Unmount(UnmountArgs),
 }
