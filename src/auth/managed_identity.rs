@@ -171,12 +171,21 @@ impl ManagedIdentity {
 
     async fn fetch_once(&self) -> Result<AccessToken, TokenError> {
         let rsp = self.request().send().await.map_err(|e| {
-            let what = if e.is_connect() || e.is_timeout() {
-                "no managed identity endpoint answers at"
+            // Nothing listening (connect failed) means no identity on this machine: not
+            // worth the backoff. A dropped or slow answer may pass: retried.
+            let connect = e.is_connect();
+            let reason = e.without_url();
+            if connect {
+                TokenError::fatal(format!(
+                    "no managed identity endpoint answers at {} ({reason})",
+                    self.endpoint
+                ))
             } else {
-                "the managed identity endpoint failed at"
-            };
-            TokenError::transient(format!("{what} {} ({})", self.endpoint, e.without_url()))
+                TokenError::transient(format!(
+                    "the managed identity endpoint at {} failed ({reason})",
+                    self.endpoint
+                ))
+            }
         })?;
         let status = rsp.status().as_u16();
         let body = rsp.text().await.unwrap_or_default();

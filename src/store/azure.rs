@@ -134,18 +134,22 @@ impl AzureBlobStore {
     }
 
     fn transport_error(&self, err: &azure_core::Error) -> StoreError {
-        if matches!(err.kind(), azure_core::error::ErrorKind::Credential) {
-            return StoreError::Credential(scrub(&err.to_string()));
-        }
         let mut reason = err.to_string();
+        let mut credential = matches!(err.kind(), azure_core::error::ErrorKind::Credential);
         let mut source = std::error::Error::source(err);
         while let Some(s) = source {
+            if let Some(inner) = s.downcast_ref::<azure_core::Error>() {
+                credential |= matches!(inner.kind(), azure_core::error::ErrorKind::Credential);
+            }
             let text = s.to_string();
             if !reason.contains(&text) {
                 reason.push_str(": ");
                 reason.push_str(&text);
             }
             source = s.source();
+        }
+        if credential {
+            return StoreError::Credential(scrub(&reason));
         }
         StoreError::Transport {
             endpoint: self.source.container_url().origin().ascii_serialization(),

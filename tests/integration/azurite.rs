@@ -31,7 +31,6 @@ pub fn endpoint() -> &'static str {
 }
 
 fn start_azurite() -> String {
-    use std::os::unix::process::CommandExt;
     let bin =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/azurite/node_modules/.bin/azurite-blob");
     assert!(
@@ -54,21 +53,37 @@ fn start_azurite() -> String {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // Azurite dies with the test process.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().expect("start azurite");
-    std::mem::forget(child);
+    spawn_tied(cmd);
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "Azurite did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
     format!("http://127.0.0.1:{port}/{ACCOUNT}")
+}
+
+/// Spawns `cmd` so that it is killed when the test process ends. The parent-death signal
+/// follows the spawning *thread*, so the spawn happens on a thread that never exits.
+fn spawn_tied(mut cmd: Command) {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let child = cmd.spawn();
+        let ok = child.is_ok();
+        tx.send(child.map(|c| c.id())).unwrap();
+        if ok {
+            loop {
+                std::thread::park();
+            }
+        }
+    });
+    rx.recv().unwrap().expect("start azurite");
 }
 
 fn rt() -> &'static tokio::runtime::Runtime {
@@ -231,7 +246,6 @@ pub struct OauthAzurite {
 }
 
 pub fn oauth_azurite() -> &'static OauthAzurite {
-    use std::os::unix::process::CommandExt;
     static A: OnceLock<OauthAzurite> = OnceLock::new();
     A.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
@@ -268,13 +282,7 @@ pub fn oauth_azurite() -> &'static OauthAzurite {
             .arg(&key_pem)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        std::mem::forget(cmd.spawn().expect("start azurite"));
+        spawn_tied(cmd);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "Azurite (https) did not start");

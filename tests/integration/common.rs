@@ -21,6 +21,16 @@ pub struct Mount {
 
 /// Runs `blobmount mount SOURCE <tmp>/mnt ARGS` with the SAS in the environment.
 pub fn try_mount(source: &str, sas: Option<&str>, args: &[&str]) -> Result<Mount, Output> {
+    try_mount_env(source, sas, &[], args)
+}
+
+/// Like [`try_mount`], with extra environment variables.
+pub fn try_mount_env(
+    source: &str,
+    sas: Option<&str>,
+    envs: &[(&str, &str)],
+    args: &[&str],
+) -> Result<Mount, Output> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mnt");
     std::fs::create_dir(&path).unwrap();
@@ -31,7 +41,8 @@ pub fn try_mount(source: &str, sas: Option<&str>, args: &[&str]) -> Result<Mount
             .arg(&path)
             .arg("--log-file")
             .arg(&log)
-            .args(args);
+            .args(args)
+            .envs(envs.iter().copied());
     });
     if out.status.success() {
         Ok(Mount {
@@ -54,8 +65,18 @@ pub fn mount(source: &str, args: &[&str]) -> Mount {
 /// Runs the blobmount binary to completion (stdin closed), SAS given through the environment.
 pub fn blobmount(sas: Option<&str>, build: impl FnOnce(&mut Command)) -> Output {
     let mut cmd = Command::new(blobmount_bin());
-    cmd.env_remove("AZURE_STORAGE_SAS_TOKEN")
-        .env_remove("RUST_LOG");
+    for var in [
+        "AZURE_STORAGE_SAS_TOKEN",
+        "RUST_LOG",
+        "MSI_ENDPOINT",
+        "MSI_SECRET",
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "DEFAULT_IDENTITY_CLIENT_ID",
+        "BLOBMOUNT_IDENTITY_ENDPOINT",
+    ] {
+        cmd.env_remove(var);
+    }
     if let Some(s) = sas {
         cmd.env("AZURE_STORAGE_SAS_TOKEN", s);
     }

@@ -4,6 +4,7 @@
 mod azurite;
 mod common;
 mod errors;
+mod identity;
 mod names;
 mod read;
 mod readonly;
