@@ -165,6 +165,21 @@ impl<S: BlobStore> FuseAdapter<S> {
         Ok(guard.clone().unwrap_or_default())
     }
 
+    /// What a readdir at `offset` needs: the directory, its parent, and the listing.
+    async fn listing(
+        sb: &Superblock<S>,
+        slot: DirSnapshot,
+        ino: u64,
+        offset: u64,
+    ) -> Result<(Inode, Inode, Arc<Vec<DirEntry>>), Errno> {
+        let entries = Self::snapshot(sb, slot, ino, offset)
+            .await
+            .map_err(|e| errno(&e))?;
+        let dir = sb.inodes().get(ino).ok_or(Errno::ESTALE)?;
+        let parent = sb.inodes().get(dir.parent).unwrap_or_else(|| dir.clone());
+        Ok((dir, parent, entries))
+    }
+
     fn dir_slot(&self, fh: FileHandle) -> DirSnapshot {
         self.dirs
             .lock()
@@ -304,17 +319,10 @@ impl<S: BlobStore> Filesystem for FuseAdapter<S> {
         let ctx = self.ctx();
         let slot = self.dir_slot(fh);
         self.spawn(async move {
-            let listing = Self::snapshot(&ctx.sb, slot, ino.0, offset).await;
-            let (dir, entries) = match (ctx.sb.inodes().get(ino.0), listing) {
-                (Some(dir), Ok(entries)) => (dir, entries),
-                (None, _) => return reply.error(Errno::ESTALE),
-                (_, Err(e)) => return reply.error(errno(&e)),
+            let (dir, parent, entries) = match Self::listing(&ctx.sb, slot, ino.0, offset).await {
+                Ok(found) => found,
+                Err(e) => return reply.error(e),
             };
-            let parent = ctx
-                .sb
-                .inodes()
-                .get(dir.parent)
-                .unwrap_or_else(|| dir.clone());
             let mut i = offset as usize;
             while let Some((name, node, _)) = nth_entry(i, &dir, &parent, &entries) {
                 let kind = match node.kind {
@@ -341,17 +349,10 @@ impl<S: BlobStore> Filesystem for FuseAdapter<S> {
         let ctx = self.ctx();
         let slot = self.dir_slot(fh);
         self.spawn(async move {
-            let listing = Self::snapshot(&ctx.sb, slot, ino.0, offset).await;
-            let (dir, entries) = match (ctx.sb.inodes().get(ino.0), listing) {
-                (Some(dir), Ok(entries)) => (dir, entries),
-                (None, _) => return reply.error(Errno::ESTALE),
-                (_, Err(e)) => return reply.error(errno(&e)),
+            let (dir, parent, entries) = match Self::listing(&ctx.sb, slot, ino.0, offset).await {
+                Ok(found) => found,
+                Err(e) => return reply.error(e),
             };
-            let parent = ctx
-                .sb
-                .inodes()
-                .get(dir.parent)
-                .unwrap_or_else(|| dir.clone());
             let mut i = offset as usize;
             while let Some((name, node, counted)) = nth_entry(i, &dir, &parent, &entries) {
                 let attr = ctx.attr(node);

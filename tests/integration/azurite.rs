@@ -31,6 +31,13 @@ pub fn endpoint() -> &'static str {
 }
 
 fn start_azurite() -> String {
+    let port = launch_azurite(&[]);
+    format!("http://127.0.0.1:{port}/{ACCOUNT}")
+}
+
+/// Starts an in-memory Azurite with `extra` arguments on a free port; returns the port once
+/// it accepts connections. It dies with the test process.
+fn launch_azurite(extra: &[&std::ffi::OsStr]) -> u16 {
     let bin =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/azurite/node_modules/.bin/azurite-blob");
     assert!(
@@ -51,6 +58,7 @@ fn start_azurite() -> String {
             "--silent",
             "--disableTelemetry",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     spawn_tied(cmd);
@@ -59,7 +67,7 @@ fn start_azurite() -> String {
         assert!(Instant::now() < deadline, "Azurite did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    format!("http://127.0.0.1:{port}/{ACCOUNT}")
+    port
 }
 
 /// Spawns `cmd` so that it is killed when the test process ends. The parent-death signal
@@ -258,36 +266,14 @@ pub fn oauth_azurite() -> &'static OauthAzurite {
         let key_pem = dir.join("key.pem");
         std::fs::write(&cert_pem, ck.cert.pem()).unwrap();
         std::fs::write(&key_pem, ck.signing_key.serialize_pem()).unwrap();
-        let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(".tools/azurite/node_modules/.bin/azurite-blob");
-        assert!(bin.exists(), "Azurite is missing: run scripts/test.sh");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = Command::new(bin);
-        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .args([
-                "--skipApiVersionCheck",
-                "--loose",
-                "--inMemoryPersistence",
-                "--silent",
-                "--disableTelemetry",
-            ])
-            .args(["--oauth", "basic"])
-            .arg("--cert")
-            .arg(&cert_pem)
-            .arg("--key")
-            .arg(&key_pem)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        spawn_tied(cmd);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Azurite (https) did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let port = launch_azurite(&[
+            "--oauth".as_ref(),
+            "basic".as_ref(),
+            "--cert".as_ref(),
+            cert_pem.as_os_str(),
+            "--key".as_ref(),
+            key_pem.as_os_str(),
+        ]);
         let cert = reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_merge([cert])

@@ -164,76 +164,70 @@ fn data() -> Vec<u8> {
     random_bytes(3 * 1024 * 1024 + 7, 42)
 }
 
+/// Mounts a fresh container through a fake endpoint serving at `path`, the environment
+/// from `envs(endpoint_url)`; checks the bytes read. Returns the endpoint's first request
+/// and the mount's log.
+fn read_through(
+    container: &str,
+    path: &str,
+    envs: impl FnOnce(&str) -> Vec<(&'static str, String)>,
+    args: &[&str],
+    date_expiry: bool,
+) -> (Seen, String) {
+    let bytes = data();
+    let url = oauth_azurite().seed(container, &[("d/a.bin", &bytes)]);
+    let ep = FakeTokenEndpoint::start(3600, &[], date_expiry);
+    let envs = envs(&ep.url(path));
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let m = mount_mi(&url, &envs, args);
+    let got = std::fs::read(m.p("d/a.bin")).unwrap();
+    assert_eq!(sha256(&got), sha256(&bytes));
+    let log = m.log_text();
+    assert!(!log.contains("eyJ"), "no token in the log");
+    (ep.seen()[0].clone(), log)
+}
+
 #[test]
 fn imds_style_mounts_and_reads_byte_exact() {
-    let az = oauth_azurite();
-    let bytes = data();
-    let url = az.seed("mi-imds", &[("d/a.bin", &bytes)]);
-    let ep = FakeTokenEndpoint::start(3600, &[], false);
-    let token_url = ep.url("/metadata/identity/oauth2/token");
-    let m = mount_mi(
-        &url,
-        &[("BLOBMOUNT_IDENTITY_ENDPOINT", &token_url)],
-        &["--client-id", CLIENT_ID],
-    );
-    assert_eq!(
-        sha256(&std::fs::read(m.p("d/a.bin")).unwrap()),
-        sha256(&bytes)
-    );
-    let first = &ep.seen()[0];
-    assert_eq!(first.path(), "/metadata/identity/oauth2/token");
+    let path = "/metadata/identity/oauth2/token";
+    let envs = |url: &str| vec![("BLOBMOUNT_IDENTITY_ENDPOINT", url.to_string())];
+    let (first, _) = read_through("mi-imds", path, envs, &["--client-id", CLIENT_ID], false);
+    assert_eq!(first.path(), path);
     assert_eq!(first.header("Metadata"), Some("true"));
     assert_eq!(first.query("api-version").as_deref(), Some("2018-02-01"));
-    assert_eq!(
-        first.query("resource").as_deref(),
-        Some("https://storage.azure.com/")
-    );
+    let resource = first.query("resource");
+    assert_eq!(resource.as_deref(), Some("https://storage.azure.com/"));
     assert_eq!(first.query("client_id").as_deref(), Some(CLIENT_ID));
-    assert!(!m.log_text().contains("eyJ"), "no token in the log");
 }
 
 #[test]
 fn azure_ml_style_uses_msi_endpoint_secret_and_default_client_id() {
-    let az = oauth_azurite();
-    let bytes = data();
-    let url = az.seed("mi-azureml", &[("a.bin", &bytes)]);
-    let ep = FakeTokenEndpoint::start(3600, &[], true);
-    let msi = ep.url("/msi/token");
-    let envs = [
-        ("MSI_ENDPOINT", msi.as_str()),
-        ("MSI_SECRET", "ml-secret-value"),
-        ("DEFAULT_IDENTITY_CLIENT_ID", CLIENT_ID),
-    ];
-    let m = mount_mi(&url, &envs, &[]);
-    assert_eq!(
-        sha256(&std::fs::read(m.p("a.bin")).unwrap()),
-        sha256(&bytes)
-    );
-    let first = &ep.seen()[0];
+    let envs = |url: &str| {
+        vec![
+            ("MSI_ENDPOINT", url.to_string()),
+            ("MSI_SECRET", "ml-secret-value".to_string()),
+            ("DEFAULT_IDENTITY_CLIENT_ID", CLIENT_ID.to_string()),
+        ]
+    };
+    // Azure ML's 2017-09-01 API may give the expiry as a date string.
+    let (first, log) = read_through("mi-azureml", "/msi/token", envs, &[], true);
     assert_eq!(first.path(), "/msi/token");
     assert_eq!(first.header("secret"), Some("ml-secret-value"));
     assert_eq!(first.query("api-version").as_deref(), Some("2017-09-01"));
     assert_eq!(first.query("clientid").as_deref(), Some(CLIENT_ID));
-    assert!(!m.log_text().contains("ml-secret-value"));
+    assert!(!log.contains("ml-secret-value"));
 }
 
 #[test]
 fn app_service_style_uses_identity_endpoint_and_header() {
-    let az = oauth_azurite();
-    let bytes = data();
-    let url = az.seed("mi-appservice", &[("a.bin", &bytes)]);
-    let ep = FakeTokenEndpoint::start(3600, &[], false);
-    let id = ep.url("/msi/identity");
-    let envs = [
-        ("IDENTITY_ENDPOINT", id.as_str()),
-        ("IDENTITY_HEADER", "app-header-value"),
-    ];
-    let m = mount_mi(&url, &envs, &["--object-id", OBJECT_ID]);
-    assert_eq!(
-        sha256(&std::fs::read(m.p("a.bin")).unwrap()),
-        sha256(&bytes)
-    );
-    let first = &ep.seen()[0];
+    let envs = |url: &str| {
+        vec![
+            ("IDENTITY_ENDPOINT", url.to_string()),
+            ("IDENTITY_HEADER", "app-header-value".to_string()),
+        ]
+    };
+    let args = ["--object-id", OBJECT_ID];
+    let (first, _) = read_through("mi-appservice", "/msi/identity", envs, &args, false);
     assert_eq!(first.path(), "/msi/identity");
     assert_eq!(first.header("X-IDENTITY-HEADER"), Some("app-header-value"));
     assert_eq!(first.query("api-version").as_deref(), Some("2019-08-01"));
