@@ -21,6 +21,8 @@ pub enum Command {
     Mount(Box<MountArgs>),
     /// Unmount a blobmount mount; its daemon then exits.
     Unmount(UnmountArgs),
+    /// Run what a mount needs (credential, token, listing, one read) and explain failures.
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -34,25 +36,8 @@ pub struct MountArgs {
     /// Stay attached to the terminal (for systemd: Type=notify).
     #[arg(long)]
     pub foreground: bool,
-    /// Credential source.
-    #[arg(long, value_enum, default_value_t = AuthMode::Auto)]
-    pub auth: AuthMode,
-    /// SAS token (sv=...&sig=...). Prefer the environment variable: argv is visible to all users.
-    #[arg(long, env = "AZURE_STORAGE_SAS_TOKEN", hide_env_values = true)]
-    pub sas_token: Option<String>,
-    /// Managed identity: the user-assigned identity's client id.
-    #[arg(long, conflicts_with_all = ["object_id", "resource_id"])]
-    pub client_id: Option<String>,
-    /// Managed identity: the user-assigned identity's object (principal) id.
-    #[arg(long, conflicts_with = "resource_id")]
-    pub object_id: Option<String>,
-    /// Managed identity: the user-assigned identity's ARM resource id.
-    #[arg(long)]
-    pub resource_id: Option<String>,
-    /// Managed identity: the token endpoint to use instead of the one the environment
-    /// implies (IMDS, MSI_ENDPOINT or IDENTITY_ENDPOINT).
-    #[arg(long, env = "BLOBMOUNT_IDENTITY_ENDPOINT")]
-    pub identity_endpoint: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Let users other than the mounting user access the mount (needs user_allow_other in /etc/fuse.conf for non-root).
     #[arg(long)]
     pub allow_other: bool,
@@ -85,6 +70,38 @@ pub struct MountArgs {
     /// Append logs to this file (the background daemon otherwise logs nowhere once mounted).
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+}
+
+/// How to authenticate: shared by `mount` and `check`.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// Credential source.
+    #[arg(long, value_enum, default_value_t = AuthMode::Auto)]
+    pub auth: AuthMode,
+    /// SAS token (sv=...&sig=...). Prefer the environment variable: argv is visible to all users.
+    #[arg(long, env = "AZURE_STORAGE_SAS_TOKEN", hide_env_values = true)]
+    pub sas_token: Option<String>,
+    /// Managed identity: the user-assigned identity's client id.
+    #[arg(long, conflicts_with_all = ["object_id", "resource_id"])]
+    pub client_id: Option<String>,
+    /// Managed identity: the user-assigned identity's object (principal) id.
+    #[arg(long, conflicts_with = "resource_id")]
+    pub object_id: Option<String>,
+    /// Managed identity: the user-assigned identity's ARM resource id.
+    #[arg(long)]
+    pub resource_id: Option<String>,
+    /// Managed identity: the token endpoint to use instead of the one the environment
+    /// implies (IMDS, MSI_ENDPOINT or IDENTITY_ENDPOINT).
+    #[arg(long, env = "BLOBMOUNT_IDENTITY_ENDPOINT")]
+    pub identity_endpoint: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Container URL, as for `mount`.
+    pub source: String,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod check;
 pub mod cli;
 pub mod daemon;
 pub mod fs;

@@ -7,6 +7,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Mount(args) => blobmount::mount::run(*args),
+        Command::Check(args) => blobmount::check::run(args),
         Command::Unmount(args) => match blobmount::mountpoint::unmount(&args.mountpoint) {
             Ok(()) => 0,
             Err(e) => {

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::{self, Credential, IdentitySelector, SasToken};
 use crate::cache::MemoryBlockCache;
-use crate::cli::MountArgs;
+use crate::cli::{AuthArgs, MountArgs};
 use crate::daemon::{self, Readiness};
 use crate::fs::{AttrConfig, FuseAdapter, Superblock, SuperblockConfig};
 use crate::mountpoint::{self, umount2};
@@ -38,18 +38,7 @@ struct MountPlan {
 
 impl MountPlan {
     fn prepare(args: &MountArgs) -> Result<Self, String> {
-        let (source, sas_in_url) =
-            ContainerSource::parse(&args.source).map_err(|e| e.to_string())?;
-        let from_flag = args.sas_token.as_deref().map(SasToken::new);
-        let (credential, why) =
-            auth::resolve(args.auth, [from_flag, sas_in_url], &identity_options(args))
-                .map_err(|e| e.to_string())?;
-        if credential.is_bearer() && source.container_url().scheme() != "https" {
-            return Err(format!(
-                "{} sends bearer tokens, which only travel over https: give an https:// SOURCE",
-                credential.describe()
-            ));
-        }
+        let (source, credential, why) = source_and_credential(&args.source, &args.auth)?;
         let mountpoint =
             mountpoint::check_for_mount(&args.mountpoint).map_err(|e| e.to_string())?;
         let attrs = AttrConfig {
@@ -73,7 +62,26 @@ impl MountPlan {
     }
 }
 
-fn identity_options(args: &MountArgs) -> auth::IdentityOptions {
+/// Parses SOURCE and picks the credential the flags and environment ask for.
+pub fn source_and_credential(
+    source: &str,
+    args: &AuthArgs,
+) -> Result<(ContainerSource, Arc<dyn Credential>, &'static str), String> {
+    let (source, sas_in_url) = ContainerSource::parse(source).map_err(|e| e.to_string())?;
+    let from_flag = args.sas_token.as_deref().map(SasToken::new);
+    let (credential, why) =
+        auth::resolve(args.auth, [from_flag, sas_in_url], &identity_options(args))
+            .map_err(|e| e.to_string())?;
+    if credential.is_bearer() && source.container_url().scheme() != "https" {
+        return Err(format!(
+            "{} sends bearer tokens, which only travel over https: give an https:// SOURCE",
+            credential.describe()
+        ));
+    }
+    Ok((source, credential, why))
+}
+
+fn identity_options(args: &AuthArgs) -> auth::IdentityOptions {
     let selector = match (&args.client_id, &args.object_id, &args.resource_id) {
         (Some(id), _, _) => IdentitySelector::ClientId(id.clone()),
         (_, Some(id), _) => IdentitySelector::ObjectId(id.clone()),

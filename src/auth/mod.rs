@@ -28,6 +28,10 @@ pub trait Credential: Send + Sync + Debug {
     fn is_bearer(&self) -> bool {
         false
     }
+    /// The token cache behind a bearer credential.
+    fn token_cache(&self) -> Option<Arc<TokenCache>> {
+        None
+    }
 }
 
 /// No credential: the container must allow public read access.

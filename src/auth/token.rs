@@ -203,6 +203,51 @@ impl Credential for BearerCredential {
     fn is_bearer(&self) -> bool {
         true
     }
+    fn token_cache(&self) -> Option<Arc<TokenCache>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Who a token names, from its (unverified) JWT claims; never the token itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenIdentity {
+    pub object_id: Option<String>,
+    pub client_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl TokenIdentity {
+    /// Decodes the payload of a JWT; `None` when it is not one.
+    pub fn from_jwt(token: &str) -> Option<Self> {
+        use base64::Engine;
+        let payload = token.split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let get = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Some(TokenIdentity {
+            object_id: get("oid"),
+            client_id: get("appid").or_else(|| get("azp")),
+            tenant_id: get("tid"),
+            audience: get("aud"),
+        })
+    }
+
+    /// "object id X, client id Y, tenant Z, audience A" (missing claims left out).
+    pub fn describe(&self) -> String {
+        [
+            ("object id", &self.object_id),
+            ("client id", &self.client_id),
+            ("tenant", &self.tenant_id),
+            ("audience", &self.audience),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
 }
 
 #[derive(Debug)]
@@ -299,6 +344,24 @@ mod tests {
         assert_eq!(c.token().await.unwrap().token.expose(), "t0");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(c.token().await.unwrap().token.expose(), "t2");
+    }
+
+    #[test]
+    fn token_identity_comes_from_the_claims() {
+        use base64::Engine;
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwt = format!(
+            "{}.{}.{}",
+            enc("{}"),
+            enc(r#"{"oid":"o1","appid":"c1","tid":"t1","aud":"https://storage.azure.com"}"#),
+            enc("sig")
+        );
+        let id = TokenIdentity::from_jwt(&jwt).unwrap();
+        assert_eq!(
+            id.describe(),
+            "object id o1, client id c1, tenant t1, audience https://storage.azure.com"
+        );
+        assert!(TokenIdentity::from_jwt("not-a-jwt").is_none());
     }
 
     #[test]

@@ -196,10 +196,7 @@ impl BlobStore for AzureBlobStore {
     }
 
     async fn any_under(&self, prefix: &str) -> Result<bool, StoreError> {
-        let page = self
-            .list_page(self.list_url(prefix, None, Some(1), false))
-            .await?;
-        Ok(!page.blobs.is_empty())
+        Ok(self.first_blob(prefix).await?.is_some())
     }
 
     async fn properties(&self, name: &str) -> Result<BlobInfo, StoreError> {
@@ -250,6 +247,14 @@ impl BlobStore for AzureBlobStore {
 }
 
 impl AzureBlobStore {
+    /// The first blob whose name starts with `prefix` (a flat listing of one item).
+    pub async fn first_blob(&self, prefix: &str) -> Result<Option<BlobInfo>, StoreError> {
+        let page = self
+            .list_page(self.list_url(prefix, None, Some(1), false))
+            .await?;
+        Ok(page.blobs.into_iter().next())
+    }
+
     async fn list_page(&self, url: Url) -> Result<ListPage, StoreError> {
         let (_, _, body) = self.send(Request::new(url, Method::Get)).await?;
         let bytes = body.collect().await.map_err(|e| self.transport_error(&e))?;

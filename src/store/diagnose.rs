@@ -101,7 +101,8 @@ pub fn explain(err: &StoreError, what: &str) -> String {
     }
 }
 
-fn request_id(err: &StoreError) -> Option<&str> {
+/// The service's `x-ms-request-id` for `err`, when it came from an answer.
+pub fn request_id(err: &StoreError) -> Option<&str> {
     match err {
         StoreError::NotFound { request_id, .. }
         | StoreError::PreconditionFailed { request_id }

@@ -345,3 +345,43 @@ fn no_identity_endpoint_is_one_line_with_the_fix() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_names_the_identity_and_explains_an_expired_token() {
+    let az = oauth_azurite();
+    let url = az.seed("mi-check", &[("x.txt", b"x")]);
+    let cert = az.cert_pem.to_str().unwrap().to_string();
+    let run = |lifetime: u64| {
+        let ep = FakeTokenEndpoint::start(lifetime, &[], false);
+        let token_url = ep.url("/token");
+        let out = blobmount(None, |c| {
+            c.args(["check", &url, "--auth", "managed-identity"])
+                .env("SSL_CERT_FILE", &cert)
+                .env("BLOBMOUNT_IDENTITY_ENDPOINT", &token_url);
+        });
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, text) = run(3600);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "[ ok ] token: object id {OBJECT_ID}, client id {CLIENT_ID}, tenant {TENANT}"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("eyJ"), "the token itself is never printed");
+    // A token that has already expired: Azurite answers 403 AuthenticationFailed.
+    let (ok, text) = run(0);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("[FAIL] list:") && text.contains("AuthenticationFailed"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("identity: object id {OBJECT_ID}")),
+        "{text}"
+    );
+}

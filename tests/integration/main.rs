@@ -2,6 +2,7 @@
 //! docs/SEMANTICS.md.
 
 mod azurite;
+mod check;
 mod common;
 mod errors;
 mod identity;
