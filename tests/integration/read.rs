@@ -207,3 +207,38 @@ fn several_threads_reading_through_the_cache_get_exact_bytes() {
         w.join().unwrap();
     }
 }
+
+#[test]
+fn systemd_notify_ready_once_serving_and_stopping_on_sigterm() {
+    use std::os::unix::net::UnixDatagram;
+    let c = Container::new("notify");
+    c.put("x", b"x");
+    let dir = tempfile::tempdir().unwrap();
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut child = std::process::Command::new(blobmount_bin())
+        .args(["mount", &c.url])
+        .arg(&mp)
+        .arg("--foreground")
+        .env("AZURE_STORAGE_SAS_TOKEN", read_sas())
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 within 30 s");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    // READY means serving: the mount answers at once.
+    assert!(is_mounted(&mp));
+    assert_eq!(std::fs::read(mp.join("x")).unwrap(), b"x");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let n = sock.recv(&mut buf).expect("STOPPING=1");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    assert!(child.wait().unwrap().success());
+    assert!(!is_mounted(&mp));
+}
