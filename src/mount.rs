@@ -228,12 +228,16 @@ fn serve(plan: MountPlan, readiness: Readiness) -> i32 {
     }
 }
 
-/// The cache takes `--cache-mem` less the read-ahead budget, so both together stay within it.
+/// Memory kept out of the block cache for demand reads in flight and their buffers.
+const IN_FLIGHT_RESERVE: u64 = 32 << 20;
+
+/// The cache takes `--cache-mem` less the read-ahead budget and the in-flight reserve, so
+/// that all three together stay within it.
 fn superblock_config(plan: &MountPlan) -> SuperblockConfig {
     let read = ReadConfig::for_cache(plan.cache_mem, plan.block_size);
     let cache_bytes = plan
         .cache_mem
-        .saturating_sub(read.prefetch_budget)
+        .saturating_sub(read.prefetch_budget + IN_FLIGHT_RESERVE)
         .max(plan.block_size);
     SuperblockConfig {
         metadata_ttl: plan.metadata_ttl,

@@ -84,6 +84,12 @@ pub fn diagnose(err: &StoreError, what: &str) -> Diagnosis {
             format!("the account is throttling requests ({code})"),
             "retry later; spread load over more accounts or reduce concurrency",
         ),
+        StoreError::Service {
+            status: 500..=599, code, ..
+        } => d(
+            format!("the service failed transiently ({code})"),
+            "retry; if it persists, quote the request id to Azure support",
+        ),
         StoreError::PreconditionFailed { .. } => d(
             "the blob changed after the file was opened".into(),
             "reopen the file to read the new content",

@@ -67,7 +67,7 @@ fn check_passes_every_step_with_a_sas() {
 
 #[test]
 fn check_explains_each_failure_class() {
-    let cases: [(u16, &str, &str); 6] = [
+    let cases: [(u16, &str, &str); 8] = [
         (
             403,
             "AuthorizationPermissionMismatch",
@@ -82,6 +82,8 @@ fn check_explains_each_failure_class() {
         ),
         (404, "ContainerNotFound", "container not found"),
         (503, "ServerBusy", "throttling"),
+        (429, "TooManyRequests", "throttling"),
+        (500, "InternalError", "transiently"),
     ];
     for (status, code, needle) in cases {
         let port = canned_server(status, code);
