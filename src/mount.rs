@@ -29,6 +29,8 @@ struct MountPlan {
     credential: Arc<dyn Credential>,
     why: &'static str,
     mountpoint: PathBuf,
+    /// What was done to a dead mount found at the mountpoint, to log.
+    cleared: Option<String>,
     attrs: AttrConfig,
     metadata_ttl: Duration,
     allow_other: bool,
@@ -39,8 +41,7 @@ struct MountPlan {
 impl MountPlan {
     fn prepare(args: &MountArgs) -> Result<Self, String> {
         let (source, credential, why) = source_and_credential(&args.source, &args.auth)?;
-        let mountpoint =
-            mountpoint::check_for_mount(&args.mountpoint).map_err(|e| e.to_string())?;
+        let prepared = mountpoint::check_for_mount(&args.mountpoint).map_err(|e| e.to_string())?;
         let attrs = AttrConfig {
             uid: args.uid.unwrap_or_else(|| unsafe { libc::getuid() }),
             gid: args.gid.unwrap_or_else(|| unsafe { libc::getgid() }),
@@ -52,7 +53,8 @@ impl MountPlan {
             source,
             credential,
             why,
-            mountpoint,
+            mountpoint: prepared.path,
+            cleared: prepared.cleared,
             attrs,
             metadata_ttl: args.metadata_ttl,
             allow_other: args.allow_other,
@@ -142,6 +144,9 @@ fn serve(plan: MountPlan, readiness: Readiness) -> i32 {
         Err(e) => return fail(readiness, &format!("cannot start the runtime: {e}")),
     };
     let what = plan.source.display_name();
+    if let Some(note) = &plan.cleared {
+        warn!("{note}");
+    }
     info!(
         "mounting {what} at {} with {} ({})",
         plan.mountpoint.display(),

@@ -82,13 +82,30 @@ pub fn mount_at(path: &Path) -> Option<MountEntry> {
     mounts().into_iter().rev().find(|m| m.target == path)
 }
 
-/// Checks that `path` can be mounted on; returns its absolute form.
-pub fn check_for_mount(path: &Path) -> Result<PathBuf, MountpointError> {
+/// A mountpoint ready to be mounted on.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Its absolute path.
+    pub path: PathBuf,
+    /// Set when a dead mount (its daemon gone) had to be cleared away first.
+    pub cleared: Option<String>,
+}
+
+/// Checks that `path` can be mounted on. A dead FUSE mount left by a daemon that was
+/// killed ("Transport endpoint is not connected") is detached first.
+pub fn check_for_mount(path: &Path) -> Result<Prepared, MountpointError> {
     let shown = path.display().to_string();
+    let mut cleared = None;
     let abs = match std::fs::canonicalize(path) {
         Ok(p) => p,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            return Err(MountpointError::DeadMount(shown));
+        Err(e) if is_dead_error(&e) => {
+            let abs = absolute(path);
+            detach_dead(&abs).map_err(|_| MountpointError::DeadMount(shown.clone()))?;
+            cleared = Some(format!(
+                "cleared a dead mount at {} (its daemon had exited): mounting again",
+                abs.display()
+            ));
+            abs
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(MountpointError::Missing(shown));
@@ -99,12 +116,53 @@ pub fn check_for_mount(path: &Path) -> Result<PathBuf, MountpointError> {
         return Err(MountpointError::NotADirectory(shown));
     }
     if let Some(m) = mount_at(&abs) {
-        return Err(MountpointError::AlreadyMounted(
-            abs.display().to_string(),
-            format!("{} from {}", m.fstype, m.source),
+        // The kernel may still answer a stat from its cache: a directory read cannot be.
+        let dead = m.fstype.starts_with("fuse")
+            && std::fs::read_dir(&abs)
+                .err()
+                .is_some_and(|e| is_dead_error(&e));
+        if !dead {
+            return Err(MountpointError::AlreadyMounted(
+                abs.display().to_string(),
+                format!("{} from {}", m.fstype, m.source),
+            ));
+        }
+        detach_dead(&abs).map_err(|_| MountpointError::DeadMount(shown.clone()))?;
+        cleared = Some(format!(
+            "cleared a dead mount at {} (its daemon had exited): mounting again",
+            abs.display()
         ));
     }
-    Ok(abs)
+    Ok(Prepared { path: abs, cleared })
+}
+
+/// What the kernel answers on a FUSE mount whose daemon is gone: ENOTCONN ("Transport
+/// endpoint is not connected") or, once the connection was aborted, ECONNABORTED.
+fn is_dead_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED))
+}
+
+/// Lazily detaches the dead FUSE mount at `path`.
+fn detach_dead(path: &Path) -> io::Result<()> {
+    match mount_at(path) {
+        Some(m) if m.fstype.starts_with("fuse") => {}
+        _ => return Err(io::Error::from_raw_os_error(libc::ENOTCONN)),
+    }
+    if unsafe { libc::geteuid() } == 0 {
+        umount2(path, libc::MNT_DETACH)
+    } else {
+        let out = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(path)
+            .output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ))
+        }
+    }
 }
 
 /// Unmounts `path`: directly as root, else through `fusermount3 -u`.
@@ -193,7 +251,7 @@ mod tests {
             check_for_mount(&file),
             Err(MountpointError::NotADirectory(_))
         ));
-        assert!(check_for_mount(dir.path()).is_ok());
+        assert!(check_for_mount(dir.path()).unwrap().cleared.is_none());
         assert!(matches!(
             check_for_mount(Path::new("/proc")),
             Err(MountpointError::AlreadyMounted(..))

@@ -242,3 +242,38 @@ fn systemd_notify_ready_once_serving_and_stopping_on_sigterm() {
     assert!(child.wait().unwrap().success());
     assert!(!is_mounted(&mp));
 }
+
+#[test]
+fn after_kill_9_mounting_again_clears_the_dead_mount() {
+    let c = Container::new("killed");
+    c.put("x", b"x");
+    let m = mount(&c.url, &[]);
+    let pids = daemon_pids(&m.path);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        daemon_pids(&m.path).is_empty()
+    }));
+    let err = std::fs::read_dir(&m.path).unwrap_err();
+    let dead = [Some(libc::ENOTCONN), Some(libc::ECONNABORTED)];
+    assert!(dead.contains(&err.raw_os_error()), "{err}");
+    let sas = read_sas();
+    let out = blobmount(Some(&sas), |cmd| {
+        cmd.arg("mount")
+            .arg(&c.url)
+            .arg(&m.path)
+            .arg("--log-file")
+            .arg(&m.log);
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(m.p("x")).unwrap(), b"x");
+    assert!(
+        m.log_text().contains("cleared a dead mount"),
+        "{}",
+        m.log_text()
+    );
+}
