@@ -129,6 +129,14 @@ impl<S: BlobStore> Superblock<S> {
         }
     }
 
+    /// Logs a failed storage call with its cause and fix (not-found is no failure).
+    fn logged(&self, what: &str, key: &str, e: StoreError) -> FsError {
+        if !matches!(e, StoreError::NotFound { .. }) {
+            warn!("{what} of '{key}' failed: {}", explain(&e, key));
+        }
+        e.into()
+    }
+
     /// Finds `name` in directory `parent`, asking the service unless the cache is fresh.
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Inode, FsError> {
         let dir = self.dir(parent)?;
@@ -145,7 +153,7 @@ impl<S: BlobStore> Superblock<S> {
         let has_children = match listing {
             Ok(any) => any,
             Err(StoreError::NotFound { .. }) => false,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.logged("lookup", &key, e)),
         };
         let blob = match props {
             Ok(info) => Some(info),
@@ -154,7 +162,7 @@ impl<S: BlobStore> Superblock<S> {
                 debug!("properties of '{key}' failed ({e}); it is a directory anyway");
                 None
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.logged("lookup", &key, e)),
         };
         let kind = match (has_children, blob) {
             (true, Some(b)) if !b.is_folder_marker => {
@@ -197,7 +205,11 @@ impl<S: BlobStore> Superblock<S> {
         let mut entries: BTreeMap<String, Kind> = BTreeMap::new();
         let mut marker: Option<String> = None;
         loop {
-            let page = self.store.list(&prefix, marker.as_deref(), None).await?;
+            let page = self
+                .store
+                .list(&prefix, marker.as_deref(), None)
+                .await
+                .map_err(|e| self.logged("listing", &prefix, e))?;
             for p in &page.prefixes {
                 let rel = &p[prefix.len()..];
                 let name = rel.strip_suffix('/').unwrap_or(rel);
@@ -252,7 +264,11 @@ impl<S: BlobStore> Superblock<S> {
         let node = if self.fresh(&node) {
             node
         } else {
-            let info = self.store.properties(&node.key).await?;
+            let info = self
+                .store
+                .properties(&node.key)
+                .await
+                .map_err(|e| self.logged("open", &node.key, e))?;
             let parent = self.inode(node.parent)?;
             let name = node.key[parent.dir_prefix().len()..].to_string();
             self.inodes

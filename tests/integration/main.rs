@@ -7,5 +7,6 @@ mod common;
 mod errors;
 mod identity;
 mod names;
+mod outage;
 mod read;
 mod readonly;
