@@ -157,3 +157,15 @@ pub fn spawn_foreground(source: &str, mountpoint: &Path, sas: &str) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// The names in directory `dir`.
+pub fn list_names(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+pub fn names_set(names: &[&str]) -> std::collections::BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}

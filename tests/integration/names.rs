@@ -1,19 +1,6 @@
 //! SEMANTICS "Names": how blob names become file names.
 
-use std::collections::BTreeSet;
-
 use crate::common::*;
-
-fn list(dir: &std::path::Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect()
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
 
 #[test]
 fn a_directory_hides_a_blob_of_the_same_name_and_the_clash_is_logged_once() {
@@ -22,11 +9,14 @@ fn a_directory_hides_a_blob_of_the_same_name_and_the_clash_is_logged_once() {
     c.put("clash/inner.txt", b"inner");
     c.put("clash-sibling.txt", b"s");
     let m = mount(&c.url, &["--metadata-ttl", "1"]);
-    assert_eq!(list(&m.path), set(&["clash", "clash-sibling.txt"]));
+    assert_eq!(
+        list_names(&m.path),
+        names_set(&["clash", "clash-sibling.txt"])
+    );
     assert!(m.p("clash").is_dir());
     assert_eq!(std::fs::read(m.p("clash/inner.txt")).unwrap(), b"inner");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    assert_eq!(list(&m.path).len(), 2);
+    assert_eq!(list_names(&m.path).len(), 2);
     assert!(m.p("clash").is_dir());
     let log = m.log_text();
     assert_eq!(
@@ -61,18 +51,21 @@ fn names_that_cannot_be_posix_names_are_skipped_with_one_warning() {
         c.put(good, good.as_bytes());
     }
     let m = mount(&c.url, &[]);
-    assert_eq!(list(&m.path), set(&["bad", "dots", "long", "trail"]));
-    assert_eq!(list(&m.p("bad")), set(&["good.txt"]));
-    assert_eq!(list(&m.p("trail")), set(&["kept.txt"]));
-    assert_eq!(list(&m.p("dots")), set(&["fine.txt"]));
-    assert_eq!(list(&m.p("long")), set(&["short.txt"]));
+    assert_eq!(
+        list_names(&m.path),
+        names_set(&["bad", "dots", "long", "trail"])
+    );
+    assert_eq!(list_names(&m.p("bad")), names_set(&["good.txt"]));
+    assert_eq!(list_names(&m.p("trail")), names_set(&["kept.txt"]));
+    assert_eq!(list_names(&m.p("dots")), names_set(&["fine.txt"]));
+    assert_eq!(list_names(&m.p("long")), names_set(&["short.txt"]));
     assert_eq!(
         std::fs::read(m.p("dots/fine.txt")).unwrap(),
         b"dots/fine.txt"
     );
     // Listing again warns no more.
     for d in ["bad", "trail", "dots", "long"] {
-        list(&m.p(d));
+        list_names(&m.p(d));
     }
     let log = m.log_text();
     for shown in [
@@ -103,8 +96,8 @@ fn spaces_punctuation_and_non_ascii_names_work() {
     }
     let m = mount(&c.url, &[]);
     assert_eq!(
-        list(&m.path),
-        set(&[
+        list_names(&m.path),
+        names_set(&[
             "with space.txt",
             "hash#tag.txt",
             "per%25cent%.txt",

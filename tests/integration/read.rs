@@ -1,6 +1,5 @@
 //! SEMANTICS "Reading": byte-exact content, directories, prefixes, consistency.
 
-use std::collections::BTreeSet;
 use std::io::Read;
 
 use crate::common::*;
@@ -28,10 +27,7 @@ fn reading_large_and_many_small_blobs_is_byte_exact() {
         let got = std::fs::read(m.p(name)).unwrap();
         assert_eq!(sha256(&got), sha256(data), "{name}");
     }
-    let listed: BTreeSet<String> = std::fs::read_dir(m.p("small"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let listed = list_names(&m.p("small"));
     assert_eq!(listed.len(), 300);
 }
 
@@ -55,11 +51,8 @@ fn nested_virtual_directories_and_folder_markers() {
     assert_eq!(std::fs::read_dir(m.p("empty-dir")).unwrap().count(), 0);
     assert!(m.p("marked").is_dir());
     assert_eq!(std::fs::read(m.p("marked/inside.txt")).unwrap(), b"inside");
-    let root: BTreeSet<String> = std::fs::read_dir(&m.path)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(root, ["a", "empty-dir", "marked"].map(String::from).into());
+    let root = list_names(&m.path);
+    assert_eq!(root, names_set(&["a", "empty-dir", "marked"]));
     let meta = std::fs::metadata(m.p("a/top.txt")).unwrap();
     assert_eq!(meta.len(), 3);
     use std::os::unix::fs::PermissionsExt;
@@ -80,10 +73,7 @@ fn a_directory_of_12000_entries_lists_completely() {
     // Mounted at the prefix: Azurite lists a level that collapses 12,000 blobs into one
     // prefix in minutes (quadratic), which real Azure does not.
     let m = mount(&c.source_with_prefix("wide"), &[]);
-    let names: BTreeSet<String> = std::fs::read_dir(&m.path)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let names = list_names(&m.path);
     assert_eq!(names.len(), 12_000);
     assert!(names.contains("e00000") && names.contains("e11999"));
     assert_eq!(std::fs::metadata(m.p("e00006")).unwrap().len(), 6);
@@ -97,11 +87,8 @@ fn a_prefix_mount_shows_only_the_prefix() {
     c.put("data/trainer.txt", b"no");
     c.put("other.txt", b"no");
     let m = mount(&c.source_with_prefix("data/train"), &[]);
-    let root: BTreeSet<String> = std::fs::read_dir(&m.path)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(root, ["sub", "x.txt"].map(String::from).into());
+    let root = list_names(&m.path);
+    assert_eq!(root, names_set(&["sub", "x.txt"]));
     assert_eq!(std::fs::read(m.p("sub/y.txt")).unwrap(), b"y");
     assert!(!m.p("other.txt").exists());
 }
